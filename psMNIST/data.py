@@ -1,0 +1,105 @@
+"""Permuted sequential MNIST (paper Sec. 4): each 28x28 image is read pixel by pixel as a sequence of
+784 steps of one feature, in a fixed random order drawn as in the 2021 code
+(``torch.manual_seed(5544); torch.randperm(784)``).
+
+Data comes from torchvision's MNIST (pixels scaled to [0, 1], as ``ToTensor()``); the training set
+is split 57000/3000 into train/valid by ``random_split`` with a seeded generator. The images stay in
+memory (on the training device) as uint8 and are scaled, permuted and laid out
+(seq_len, batch, 1) per batch.
+"""
+import pathlib
+import shutil
+
+import torch
+from torch.utils.data import random_split
+from torchvision.datasets import MNIST
+from torchvision.datasets.utils import extract_archive
+
+from unicornn.batching import tensor_batches
+
+PERMUTATION_SEED = 5544
+IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+
+def paper_permutation():
+    torch.manual_seed(PERMUTATION_SEED)
+    return torch.randperm(784)
+
+
+def _raw_folder(root):
+    return pathlib.Path(root) / "MNIST" / "raw"
+
+
+def _find_idx_file(folder, name):
+    for candidate in (folder / name, folder / (name + ".gz")):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def mnist_root(data_dir, download, cache_dir):
+    """A torchvision MNIST root for ``data_dir``, which may be a torchvision root (holding
+    MNIST/raw/) or a folder with the four standard idx files, gzipped or not (copied, unzipped, into
+    ``cache_dir``/MNIST/raw once). Downloads with torchvision when allowed and nothing is found."""
+    data_dir = pathlib.Path(data_dir)
+    if all((_raw_folder(data_dir) / name).exists() for name in IDX_FILES):
+        return data_dir
+    found = [_find_idx_file(data_dir, name) for name in IDX_FILES]
+    if all(found):
+        raw = _raw_folder(cache_dir)
+        raw.mkdir(parents=True, exist_ok=True)
+        for src, name in zip(found, IDX_FILES):
+            if not (raw / name).exists():
+                if src.suffix == ".gz":
+                    extract_archive(str(src), str(raw))  # -> raw/<name>
+                else:
+                    shutil.copyfile(src, raw / name)
+        return pathlib.Path(cache_dir)
+    if download:
+        try:
+            MNIST(str(data_dir), train=True, download=True)
+            MNIST(str(data_dir), train=False, download=True)
+            return data_dir
+        except Exception as err:  # no network, mirror down, disk full ...
+            raise SystemExit(f"could not download MNIST into {data_dir}: {err}\n" + _HOW_TO) from err
+    raise SystemExit(f"MNIST not found in {data_dir} and --no-download was given.\n" + _HOW_TO)
+
+
+_HOW_TO = ("Either let torchvision download it (drop --no-download; needs internet), or pass "
+           "--data-dir DIR where DIR holds the four files " + ", ".join(f + "[.gz]" for f in IDX_FILES)
+           + " (e.g. ../shared/data/mnist), or a torchvision root with MNIST/raw/ inside.")
+
+
+def load_splits(data_dir, download, cache_dir, valid_size=3000, split_seed=PERMUTATION_SEED):
+    """{"train", "valid", "test"} -> (uint8 images (n, 784), int64 labels (n,)) on the CPU."""
+    root = str(mnist_root(data_dir, download, cache_dir))
+    train, test = MNIST(root, train=True), MNIST(root, train=False)
+    n_valid = valid_size
+    if not 0 < n_valid < len(train):
+        raise SystemExit(f"--valid-size {valid_size} must be between 1 and {len(train) - 1}")
+    train_idx, valid_idx = random_split(range(len(train)), [len(train) - n_valid, n_valid],
+                                        generator=torch.Generator().manual_seed(split_seed))
+    images, labels = train.data.reshape(len(train), 784), train.targets
+    return {
+        "train": (images[list(train_idx)], labels[list(train_idx)]),
+        "valid": (images[list(valid_idx)], labels[list(valid_idx)]),
+        "test": (test.data.reshape(len(test), 784), test.targets),
+    }
+
+
+def to_sequence(images, permutation):
+    """uint8 images (batch, 784) -> permuted pixel sequences in [0, 1] of shape (784, batch, 1)."""
+    return (images[:, permutation].float() / 255.0).t().unsqueeze(-1)
+
+
+def make_batches(splits, permutation, device, batch, test_batch, seed):
+    """Training batches (shuffled, seeded) and in-order valid/test batches, all on ``device``."""
+    permutation = permutation.to(device)
+    to_input = lambda images: to_sequence(images, permutation)  # noqa: E731
+    on_device = {name: (x.to(device), y.to(device)) for name, (x, y) in splits.items()}
+    return {
+        "train": tensor_batches(*on_device["train"], batch, to_input, shuffle=True, seed=seed),
+        "valid": tensor_batches(*on_device["valid"], test_batch, to_input),
+        "test": tensor_batches(*on_device["test"], test_batch, to_input),
+    }

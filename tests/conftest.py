@@ -1,0 +1,51 @@
+"""Shared test helpers: fresh random inputs and relative errors ||a - b|| / ||b||."""
+import pathlib
+import sys
+
+import pytest
+import torch
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # experiment folders (psMNIST/, ...) import as packages
+MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
+
+
+def rel_err(a, b):
+    """||a - b|| / ||b||; the denominator is floored at 1e-6 so that a true value of exactly zero
+    (e.g. dL/dw at N = 1, where y_0 = 0) is compared absolutely."""
+    a, b = a.detach().double().cpu(), b.detach().double().cpu()
+    return ((a - b).norm() / b.norm().clamp_min(1e-6)).item()
+
+
+def random_problem(n, batch, hidden, seed, device="cpu", x_scale=1.0, last_step_loss=False):
+    """Inputs exactly representable in float32 (so float32 and float64 runs see the same numbers):
+    x (N, B, H), w ~ U(0, 1), c ~ U(-0.1, 0.1) as the model's init, and an upstream gradient."""
+    g = torch.Generator().manual_seed(seed)
+    x = x_scale * torch.randn(n, batch, hidden, generator=g)
+    w = torch.rand(hidden, generator=g)
+    c = torch.rand(hidden, generator=g) * 0.2 - 0.1
+    grad_y = torch.zeros(n, batch, hidden)
+    if last_step_loss:  # a classifier on the last step, as the models train
+        grad_y[-1] = torch.randn(batch, hidden, generator=g)
+    else:
+        grad_y = torch.randn(n, batch, hidden, generator=g)
+    return [t.to(device) for t in (x, w, c, grad_y)]
+
+
+def outputs_and_grads(fn, x, w, c, grad_y, dtype):
+    """Run fn(x, w, c) in dtype, back-propagate grad_y; return [y, dx, dw, dc]."""
+    xx, ww, cc = (t.detach().to(dtype).clone().requires_grad_() for t in (x, w, c))
+    y = fn(xx, ww, cc)
+    y.backward(grad_y.to(dtype))
+    return [y.detach(), xx.grad, ww.grad, cc.grad]
+
+
+def max_rel_errs(results, truth):
+    return [rel_err(a, b) for a, b in zip(results, truth)]
+
+
+@pytest.fixture
+def mnist_dir():
+    if not (MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"real MNIST not found at {MNIST_DIR}")
+    return MNIST_DIR

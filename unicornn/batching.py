@@ -1,0 +1,41 @@
+"""Mini-batches drawn from data already in memory (on the training device where it fits), so that
+feeding the GPU is a few indexing kernels per step instead of per-sample Python transforms."""
+import torch
+
+
+class Batches:
+    """Iterates over ``make_batch(indices)`` for consecutive groups of ``batch_size`` item indices,
+    reshuffled each epoch by its own seeded generator when ``shuffle``; its state is checkpointed so
+    a resumed run draws the same batches as an uninterrupted one."""
+
+    def __init__(self, n_items, batch_size, make_batch, shuffle=False, seed=0):
+        if n_items < 1 or batch_size < 1:
+            raise ValueError(f"need n_items >= 1 and batch_size >= 1, got {n_items}, {batch_size}")
+        self.n_items, self.batch_size, self.make_batch = n_items, batch_size, make_batch
+        self.shuffle = shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self):
+        return -(-self.n_items // self.batch_size)
+
+    def __iter__(self):
+        if self.shuffle:
+            order = torch.randperm(self.n_items, generator=self.generator)
+        else:
+            order = torch.arange(self.n_items)
+        for start in range(0, self.n_items, self.batch_size):
+            yield self.make_batch(order[start:start + self.batch_size])
+
+    def state_dict(self):
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state):
+        self.generator.set_state(state["generator"])
+
+
+def tensor_batches(inputs, targets, batch_size, to_model_input, shuffle=False, seed=0):
+    """Batches of (to_model_input(inputs[idx]), targets[idx]) from two aligned tensors."""
+    def make_batch(idx):
+        idx = idx.to(inputs.device)
+        return to_model_input(inputs[idx]), targets[idx]
+    return Batches(len(inputs), batch_size, make_batch, shuffle, seed)
