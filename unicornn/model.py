@@ -89,15 +89,20 @@ class UnICORNNStack(nn.Module):
         return x
 
 
+def init_classifier(linear):
+    """As the 2021 code: kaiming_normal weight, zero bias."""
+    nn.init.kaiming_normal_(linear.weight)
+    nn.init.zeros_(linear.bias)
+    return linear
+
+
 class UnICORNN(nn.Module):
     """The stacked model: (N, batch, ninp) -> logits (batch, nout) from the last step."""
 
     def __init__(self, ninp, nhid, nout, dt, alpha, nlayers, dropout=0.1):
         super().__init__()
         self.stack = UnICORNNStack(ninp, nhid, dt, alpha, nlayers, dropout)
-        self.classifier = nn.Linear(nhid, nout)
-        nn.init.kaiming_normal_(self.classifier.weight)
-        nn.init.zeros_(self.classifier.bias)
+        self.classifier = init_classifier(nn.Linear(nhid, nout))
 
     def forward(self, x):
         return self.classifier(self.stack(x)[-1])

@@ -1,0 +1,47 @@
+"""Train UnICORNN on EigenWorms (sequences of 17984 steps) with the paper's hyperparameters
+(paper: 94.9% test accuracy).
+
+    python eigenworms/train.py                 # downloads the archive with aeon, splits, caches
+"""
+import argparse
+import pathlib
+import sys
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import torch
+
+from eigenworms import data
+from eigenworms.model import build_model
+from unicornn import training
+from unicornn.paths import default_data_dir
+
+EXPERIMENT = "eigenworms"
+METRIC = training.Metric("accuracy", higher_is_better=True, paper=94.9, fmt=".2f", unit="%")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    training.add_model_args(parser, nhid=32, nlayers=2, dt=[2.81e-5, 0.0343], alpha=0.0,
+                            dropout=0.0, lr=0.0076, batch=8)
+    parser.add_argument("--data-dir", default=str(default_data_dir("eigenworms")),
+                        help="folder with the cached split (trainx.npy, ...) or where to make it")
+    training.add_training_args(parser, epochs=250, experiment=EXPERIMENT)
+    return parser
+
+
+def main(argv=None):
+    args = training.parse_args(build_parser(), argv, EXPERIMENT)
+    device = training.pick_device(args.device)
+    splits = data.load_splits(args.data_dir)
+    training.seed_everything(args.seed)
+    batches = data.make_batches(splits, device, args.batch, args.seed)
+    model = build_model(args).to(device)
+    return training.fit(
+        args, model, batches["train"], torch.nn.CrossEntropyLoss(),
+        lambda split: training.evaluate_accuracy(model, batches[split]), METRIC)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""EigenWorms and healthcare: aeon reads tiny .ts files in the archives' format; merge, split sizes
+and seeds, label encoding, caching, layout at the model, and train.py end to end."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from archive_files import write_problem
+from eigenworms import data as worms_data, train as worms_train
+from healthcare import data as health_data, train as health_train
+
+
+@pytest.fixture
+def worms_dir(tmp_path):
+    x, y = write_problem(tmp_path / "raw", "EigenWorms", 30, 10, channels=6, length=50,
+                         regression=False)
+    return tmp_path, x, y
+
+
+def test_eigenworms_merge_split_encode_and_cache(worms_dir):
+    folder, x, y = worms_dir
+    splits = worms_data.load_splits(folder)
+    sizes = [len(splits[k][0]) for k in ("train", "valid", "test")]
+    assert sizes == [28, 6, 6]  # 70% / 15% / 15% of 40 by train_test_split (259 -> 181/39/39)
+    train_x = splits["train"][0]
+    assert train_x.dtype == np.float32 and train_x.shape == (28, 50, 6)
+    assert set(np.concatenate([s[1] for s in splits.values()])) <= set(range(5))
+    # every merged series lands in exactly one split, with its label encoded as (class - 1)
+    merged = {s.astype(np.float32).tobytes(): int(label) - 1 for s, label in zip(x, y)}
+    for split_x, split_y in splits.values():
+        for s, label in zip(split_x, split_y):  # s is (length, channels), x holds (channels, length)
+            assert merged.pop(np.ascontiguousarray(s.T).tobytes()) == label
+    assert not merged
+    # the split is cached under the 2021 file names and reused as is (same indices twice)
+    assert {p.name for p in folder.glob("*.npy")} == {f"{s}{v}.npy" for s in ("train", "valid", "test")
+                                                      for v in "xy"}
+    (folder / "raw" / "EigenWorms" / "EigenWorms_TRAIN.ts").unlink()
+    again = worms_data.load_splits(folder)
+    assert all(np.array_equal(again[k][0], splits[k][0]) for k in splits)
+
+
+def test_eigenworms_split_matches_lem_recipe_on_259_items():
+    x, y = np.arange(259 * 2).reshape(259, 1, 2), np.arange(259)
+    splits = worms_data.split_like_lem(x, y)
+    assert [len(splits[k][1]) for k in ("train", "valid", "test")] == [181, 39, 39]
+    assert np.array_equal(splits["test"][1], worms_data.split_like_lem(x, y)["test"][1])
+
+
+def test_eigenworms_batches_layout(worms_dir):
+    splits = worms_data.load_splits(worms_dir[0])
+    batches = worms_data.make_batches(splits, "cpu", batch=8, seed=0)
+    inputs, labels = next(iter(batches["train"]))
+    assert inputs.shape == (50, 8, 6) and inputs.dtype == torch.float32 and labels.dtype == torch.int64
+    (valid_inputs, _), = list(batches["valid"])  # valid is one batch
+    assert valid_inputs.shape == (50, 6, 6)
+
+
+def test_missing_data_says_where_from(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+    monkeypatch.setattr(worms_data, "load_classification", offline)
+    with pytest.raises(SystemExit, match="EigenWorms_TRAIN.ts.*timeseriesclassification.com"):
+        worms_data.load_splits(tmp_path)
+    monkeypatch.setattr(health_data, "load_regression", offline)
+    with pytest.raises(SystemExit, match="BIDMC32HR_TRAIN.ts"):
+        health_data.load_splits(tmp_path, "HR")
+
+
+def test_eigenworms_train_cli_end_to_end(worms_dir, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    args = ["--data-dir", str(worms_dir[0]), "--device", "cpu", "--no-progress", "--epochs", "1",
+            "--max-train-batches", "2", "--out-dir", str(run_dir)]
+    worms_train.main(args)
+    saved = json.loads((run_dir / "args.json").read_text())
+    assert saved["dt"] == [2.81e-5, 0.0343] and saved["dropout"] == 0.0 and saved["nhid"] == 32
+    worms_train.main(["--resume", str(run_dir), "--epochs", "2", "--no-progress"])
+    assert "(paper: 94.9%)" in capsys.readouterr().out
+
+
+@pytest.fixture
+def bidmc_dir(tmp_path):
+    for problem in ("BIDMC32RR", "BIDMC32HR"):
+        write_problem(tmp_path / "raw", problem, 30, 10, channels=2, length=40, regression=True)
+    return tmp_path
+
+
+def test_healthcare_split_sizes_seed_and_cache(bidmc_dir):
+    splits = health_data.load_splits(bidmc_dir, "RR")
+    assert [len(splits[k][0]) for k in ("train", "valid", "test")] == [28, 6, 6]
+    assert splits["train"][0].shape == (28, 40, 2) and splits["train"][0].dtype == np.float32
+    assert splits["train"][1].dtype == np.float32
+    assert sorted((bidmc_dir / "RR").glob("*.npy")) and not (bidmc_dir / "HR").exists()
+    fresh = health_data.split_like_lem(*[np.concatenate([splits[k][i] for k in splits])
+                                         for i in (0, 1)])
+    again = health_data.split_like_lem(*[np.concatenate([splits[k][i] for k in splits])
+                                         for i in (0, 1)])
+    assert np.array_equal(fresh["valid"][1], again["valid"][1])
+
+
+def test_healthcare_paper_split_sizes():
+    n = 7949
+    splits = health_data.split_like_lem(np.zeros((n, 1, 1)), np.arange(n))
+    assert [len(splits[k][1]) for k in ("train", "valid", "test")] == [5565, 1192, 1192]
+    # the LEM recipe: random_split([5565, 2384]) then [1192, 1192], generators seeded 123456
+    first, rest = torch.utils.data.random_split(range(n), [5565, 2384],
+                                                generator=torch.Generator().manual_seed(123456))
+    test, valid = torch.utils.data.random_split(list(rest), [1192, 1192],
+                                                generator=torch.Generator().manual_seed(123456))
+    assert list(splits["train"][1]) == list(first)
+    assert list(splits["test"][1]) == list(test) and list(splits["valid"][1]) == list(valid)
+
+
+@pytest.mark.parametrize("name,lr,alpha,paper", [("RR", 0.00398, 9.0, "1.0"), ("HR", 0.00288, 10.0, "1.31")])
+def test_healthcare_train_cli_uses_task_defaults(bidmc_dir, tmp_path, capsys, name, lr, alpha, paper):
+    run_dir = tmp_path / name
+    summary = health_train.main(["--name", name, "--data-dir", str(bidmc_dir), "--device", "cpu",
+                                 "--no-progress", "--epochs", "1", "--max-train-batches", "2",
+                                 "--out-dir", str(run_dir)])
+    saved = json.loads((run_dir / "args.json").read_text())
+    assert (saved["lr"], saved["alpha"]) == (lr, alpha)
+    assert summary[f"test_{name}_RMSE"] > 0
+    assert f"(paper: {paper})" in capsys.readouterr().out
