@@ -13,7 +13,7 @@ import torch
 from aeon.datasets import load_classification
 from sklearn.model_selection import train_test_split
 
-from unicornn.batching import tensor_batches
+from unicornn.batching import split_batches
 from unicornn.timeseries_archive import load_archive_problem, load_cached_splits, save_splits
 
 SPLIT_SEED = 1234
@@ -35,8 +35,8 @@ def load_splits(data_dir):
     """Cached splits from data_dir, or made (and cached there) from the archive via aeon."""
     data_dir = pathlib.Path(data_dir)
     cached = load_cached_splits(data_dir)
-    if cached is not None:
-        return cached
+    if cached is not None:  # e.g. made by hand for the 2021 code: labels may be stored as floats
+        return {name: (x, y.astype(np.int64)) for name, (x, y) in cached.items()}
     x, labels = load_archive_problem(load_classification, "EigenWorms", data_dir / "raw", HOW_TO)
     classes = np.unique(labels)  # sorted class names -> 0..4
     y = np.searchsorted(classes, labels).astype(np.int64)
@@ -47,11 +47,5 @@ def load_splits(data_dir):
 
 def make_batches(splits, device, batch, seed):
     """(seq_len, batch, 6) inputs; training batches shuffled; valid and test each one batch."""
-    to_input = lambda x: x.permute(1, 0, 2)  # noqa: E731  (batch, seq, ch) -> (seq, batch, ch)
-    tensors = {name: (torch.from_numpy(x).to(device), torch.from_numpy(y).long().to(device))
-               for name, (x, y) in splits.items()}
-    return {
-        "train": tensor_batches(*tensors["train"], batch, to_input, shuffle=True, seed=seed),
-        "valid": tensor_batches(*tensors["valid"], len(tensors["valid"][0]), to_input),
-        "test": tensor_batches(*tensors["test"], len(tensors["test"][0]), to_input),
-    }
+    # (batch, seq, ch) -> (seq, batch, ch)
+    return split_batches(splits, device, lambda x: x.permute(1, 0, 2), batch, None, seed)

@@ -15,7 +15,7 @@ import torch
 from aeon.datasets import load_regression
 from torch.utils.data import random_split
 
-from unicornn.batching import tensor_batches
+from unicornn.batching import split_batches
 from unicornn.timeseries_archive import load_archive_problem, load_cached_splits, save_splits
 
 SPLIT_SEED = 123456
@@ -48,7 +48,7 @@ def load_splits(data_dir, name):
     data_dir = pathlib.Path(data_dir)
     cached = load_cached_splits(data_dir / name)
     if cached is not None:
-        return cached
+        return {split: (x, y.astype(np.float32)) for split, (x, y) in cached.items()}
     x, y = load_archive_problem(load_regression, PROBLEMS[name], data_dir / "raw", how_to(name))
     splits = split_like_lem(x, y.astype(np.float32))
     save_splits(data_dir / name, splits)
@@ -57,11 +57,5 @@ def load_splits(data_dir, name):
 
 def make_batches(splits, device, batch, test_batch, seed):
     """(4000, batch, 2) inputs, float targets; training batches shuffled, valid/test in order."""
-    to_input = lambda x: x.permute(1, 0, 2)  # noqa: E731  (batch, seq, ch) -> (seq, batch, ch)
-    tensors = {name: (torch.from_numpy(x).to(device), torch.from_numpy(y).float().to(device))
-               for name, (x, y) in splits.items()}
-    return {
-        "train": tensor_batches(*tensors["train"], batch, to_input, shuffle=True, seed=seed),
-        "valid": tensor_batches(*tensors["valid"], test_batch, to_input),
-        "test": tensor_batches(*tensors["test"], test_batch, to_input),
-    }
+    # (batch, seq, ch) -> (seq, batch, ch)
+    return split_batches(splits, device, lambda x: x.permute(1, 0, 2), batch, test_batch, seed)

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import random_split
 from torchvision.datasets import CIFAR10
 
-from unicornn.batching import tensor_batches
+from unicornn.batching import split_batches
 
 NOISE_SEED = 12345
 ROWS, FEATURES, NOISE_STEPS = 32, 96, 968
@@ -63,10 +63,5 @@ def to_sequence(images, noise):
 
 def make_batches(splits, noise, device, batch, test_batch, seed):
     noise = noise.to(device)
-    to_input = lambda images: to_sequence(images, noise)  # noqa: E731
-    on_device = {name: (x.to(device), y.to(device)) for name, (x, y) in splits.items()}
-    return {
-        "train": tensor_batches(*on_device["train"], batch, to_input, shuffle=True, seed=seed),
-        "valid": tensor_batches(*on_device["valid"], test_batch, to_input),
-        "test": tensor_batches(*on_device["test"], test_batch, to_input),
-    }
+    return split_batches(splits, device, lambda images: to_sequence(images, noise), batch,
+                         test_batch, seed)

@@ -15,7 +15,7 @@ from torch.utils.data import random_split
 from torchvision.datasets import MNIST
 from torchvision.datasets.utils import extract_archive
 
-from unicornn.batching import tensor_batches
+from unicornn.batching import split_batches
 
 PERMUTATION_SEED = 5544
 IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -96,10 +96,5 @@ def to_sequence(images, permutation):
 def make_batches(splits, permutation, device, batch, test_batch, seed):
     """Training batches (shuffled, seeded) and in-order valid/test batches, all on ``device``."""
     permutation = permutation.to(device)
-    to_input = lambda images: to_sequence(images, permutation)  # noqa: E731
-    on_device = {name: (x.to(device), y.to(device)) for name, (x, y) in splits.items()}
-    return {
-        "train": tensor_batches(*on_device["train"], batch, to_input, shuffle=True, seed=seed),
-        "valid": tensor_batches(*on_device["valid"], test_batch, to_input),
-        "test": tensor_batches(*on_device["test"], test_batch, to_input),
-    }
+    return split_batches(splits, device, lambda images: to_sequence(images, permutation), batch,
+                         test_batch, seed)

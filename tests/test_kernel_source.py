@@ -1,5 +1,8 @@
 """The CUDA source compiles with NVRTC (no GPU needed), and it is the only kernel in the repository."""
+import json
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -9,24 +12,39 @@ from unicornn.cuda_kernel import nvrtc_options
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def compile_to_ptx(source, options):
-    nvrtc = pytest.importorskip("cuda.bindings.nvrtc", reason="NVRTC (cuda-bindings) not installed")
-    err, prog = nvrtc.nvrtcCreateProgram(source.encode(), b"unicornn.cu", 0, [], [])
-    assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS
-    try:
-        opts = [o.encode() for o in options]
-        (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
-    except RuntimeError as load_error:  # the bindings are there but libnvrtc is not
-        pytest.skip(f"libnvrtc not loadable: {load_error}")
-    _, size = nvrtc.nvrtcGetProgramLogSize(prog)
-    log = b" " * size
-    nvrtc.nvrtcGetProgramLog(prog, log)
-    assert err == nvrtc.nvrtcResult.NVRTC_SUCCESS, log.decode(errors="replace")
+# Compiled in a child process: loading libnvrtc through cuda-bindings into the test process was
+# seen to corrupt a later torch.save in the same process (torch 2.14.1, cuda-bindings 13.5).
+_COMPILE = r"""
+import json, sys
+from cuda.bindings import nvrtc
+source, options = json.load(sys.stdin)
+err, prog = nvrtc.nvrtcCreateProgram(source.encode(), b"unicornn.cu", 0, [], [])
+opts = [o.encode() for o in options]
+(err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+_, size = nvrtc.nvrtcGetProgramLogSize(prog)
+log = b" " * size
+nvrtc.nvrtcGetProgramLog(prog, log)
+ptx = b""
+if err == nvrtc.nvrtcResult.NVRTC_SUCCESS:
     _, size = nvrtc.nvrtcGetPTXSize(prog)
     ptx = b" " * size
     nvrtc.nvrtcGetPTX(prog, ptx)
-    nvrtc.nvrtcDestroyProgram(prog)
-    return ptx.decode(errors="replace"), log.decode(errors="replace")
+print(json.dumps({"ok": err == nvrtc.nvrtcResult.NVRTC_SUCCESS,
+                  "ptx": ptx.decode(errors="replace"), "log": log.decode(errors="replace")}))
+"""
+
+
+def compile_to_ptx(source, options):
+    pytest.importorskip("cuda.bindings.nvrtc", reason="NVRTC (cuda-bindings) not installed")
+    child = subprocess.run([sys.executable, "-c", _COMPILE], input=json.dumps([source, list(options)]),
+                           capture_output=True, text=True, timeout=120)
+    if child.returncode != 0:
+        if "RuntimeError" in child.stderr and "nvrtc" in child.stderr.lower():
+            pytest.skip(f"libnvrtc not loadable: {child.stderr.strip().splitlines()[-1]}")
+        raise AssertionError(f"NVRTC child failed: {child.stderr}")
+    result = json.loads(child.stdout)
+    assert result["ok"], "NVRTC compile error: " + result["log"]
+    return result["ptx"], result["log"]
 
 
 @pytest.mark.parametrize("fast_math", [False, True])

@@ -39,3 +39,15 @@ def tensor_batches(inputs, targets, batch_size, to_model_input, shuffle=False, s
         idx = idx.to(inputs.device)
         return to_model_input(inputs[idx]), targets[idx]
     return Batches(len(inputs), batch_size, make_batch, shuffle, seed)
+
+
+def split_batches(splits, device, to_model_input, batch, test_batch=None, seed=0):
+    """{"train", "valid", "test"} -> Batches on ``device``: train shuffled by a generator seeded
+    ``seed``; valid and test in order, ``test_batch`` items per batch (None: the whole split)."""
+    on_device = {name: (torch.as_tensor(x).to(device), torch.as_tensor(y).to(device))
+                 for name, (x, y) in splits.items()}
+    out = {"train": tensor_batches(*on_device["train"], batch, to_model_input, shuffle=True, seed=seed)}
+    for name in ("valid", "test"):
+        inputs, targets = on_device[name]
+        out[name] = tensor_batches(inputs, targets, test_batch or len(inputs), to_model_input)
+    return out
