@@ -7,6 +7,7 @@ is split 57000/3000 into train/valid by ``random_split`` with a seeded generator
 memory (on the training device) as uint8 and are scaled, permuted and laid out
 (seq_len, batch, 1) per batch.
 """
+import hashlib
 import pathlib
 import shutil
 
@@ -40,13 +41,16 @@ def _find_idx_file(folder, name):
 
 def mnist_root(data_dir, download, cache_dir):
     """A torchvision MNIST root for ``data_dir``, which may be a torchvision root (holding
-    MNIST/raw/) or a folder with the four standard idx files, gzipped or not (copied, unzipped, into
-    ``cache_dir``/MNIST/raw once). Downloads with torchvision when allowed and nothing is found."""
+    MNIST/raw/) or a folder with the four standard idx files, gzipped or not (copied, unzipped, once
+    into ``cache_dir``/from-idx-<digest of the files' paths, sizes and times>/MNIST/raw). Downloads with torchvision when allowed and nothing is found."""
     data_dir = pathlib.Path(data_dir)
     if all((_raw_folder(data_dir) / name).exists() for name in IDX_FILES):
         return data_dir
     found = [_find_idx_file(data_dir, name) for name in IDX_FILES]
     if all(found):
+        # one cache per source folder and file version, so another folder never reads stale files
+        key = "|".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in found)
+        cache_dir = pathlib.Path(cache_dir) / f"from-idx-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
         raw = _raw_folder(cache_dir)
         raw.mkdir(parents=True, exist_ok=True)
         for src, name in zip(found, IDX_FILES):
@@ -55,7 +59,7 @@ def mnist_root(data_dir, download, cache_dir):
                     extract_archive(str(src), str(raw))  # -> raw/<name>
                 else:
                     shutil.copyfile(src, raw / name)
-        return pathlib.Path(cache_dir)
+        return cache_dir
     if download:
         try:
             MNIST(str(data_dir), train=True, download=True)

@@ -30,6 +30,8 @@ def build_parser():
                         help="divide lr by 10 after this epoch; default epochs = 4 x this (paper: 650)")
     parser.add_argument("--data-dir", default=str(default_data_dir("mnist")),
                         help="torchvision MNIST root, or a folder with the four idx files (.gz or not)")
+    parser.add_argument("--cache-dir", default=str(default_data_dir("mnist")),
+                        help="where idx files from a plain folder are unzipped once (%(default)s)")
     parser.add_argument("--no-download", dest="download", action="store_false",
                         help="never download; fail with instructions if the data is missing")
     parser.add_argument("--valid-size", type=int, default=3000, help="valid split (paper: 3000)")
@@ -43,7 +45,7 @@ def main(argv=None):
         args.epochs = 4 * args.reduce_point
     device = training.pick_device(args.device)
     permutation = data.paper_permutation()
-    splits = data.load_splits(args.data_dir, args.download, default_data_dir("mnist"), args.valid_size)
+    splits = data.load_splits(args.data_dir, args.download, args.cache_dir, args.valid_size)
     training.seed_everything(args.seed)
     batches = data.make_batches(splits, permutation, device, args.batch, args.test_batch, args.seed)
     model = build_model(args).to(device)

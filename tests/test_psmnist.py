@@ -71,7 +71,8 @@ def test_real_mnist_splits_and_label_counts(mnist_dir, tmp_path):
 
 
 def test_short_cpu_training_on_real_mnist_beats_chance(mnist_dir, tmp_path):
-    summary = train.main(["--data-dir", str(mnist_dir), "--device", "cpu", "--nhid", "32",
+    summary = train.main(["--data-dir", str(mnist_dir), "--cache-dir", str(tmp_path / "cache"),
+                          "--device", "cpu", "--nhid", "32",
                           "--nlayers", "1", "--batch", "64", "--epochs", "1",
                           "--max-train-batches", "60", "--test-batch", "2000",
                           "--out-dir", str(tmp_path / "run"), "--no-progress"])
@@ -80,7 +81,8 @@ def test_short_cpu_training_on_real_mnist_beats_chance(mnist_dir, tmp_path):
 
 def test_train_cli_end_to_end_and_resume(tiny_mnist, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    common = ["--data-dir", str(tiny_mnist), "--valid-size", "20", "--nhid", "8", "--nlayers", "2",
+    common = ["--data-dir", str(tiny_mnist), "--cache-dir", str(tmp_path / "cache"),
+              "--valid-size", "20", "--nhid", "8", "--nlayers", "2",
               "--batch", "16", "--test-batch", "50", "--device", "cpu", "--no-progress",
               "--max-train-batches", "2"]
     train.main(common + ["--epochs", "1", "--out-dir", str(run_dir)])
@@ -98,3 +100,19 @@ def test_train_cli_end_to_end_and_resume(tiny_mnist, tmp_path, capsys):
     straight = json.loads((tmp_path / "straight" / "log.json").read_text())
     for a, b in zip(log, straight):
         assert a["train_loss"] == b["train_loss"] and a["valid_accuracy"] == b["valid_accuracy"]
+
+
+def test_flat_folders_get_separate_caches(tmp_path):
+    """Two idx folders with different contents never share (or reuse) an unzipped cache."""
+    rng = np.random.default_rng(1)
+    folders = []
+    for name, n in (("a", 30), ("b", 40)):
+        folder = tmp_path / name
+        folder.mkdir()
+        for prefix in ("train", "t10k"):
+            write_idx(folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), True)
+            write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, True)
+        folders.append(folder)
+    sizes = [len(data.load_splits(f, False, tmp_path / "cache", valid_size=5)["test"][0])
+             for f in folders]
+    assert sizes == [30, 40]

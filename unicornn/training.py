@@ -15,6 +15,7 @@ import math
 import os
 import pathlib
 import random
+import sys
 import time
 
 import numpy as np
@@ -56,6 +57,7 @@ def add_model_args(parser, *, nhid, nlayers, dt, alpha, dropout, lr, batch):
 def parse_args(parser, argv, experiment):
     """Parse argv; with --resume, the run's saved arguments replace everything but --device,
     --no-progress and a larger --epochs (to extend a finished run)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.resume is None:
         args.out_dir = args.out_dir or str(pathlib.Path("results") / experiment /
@@ -69,7 +71,7 @@ def parse_args(parser, argv, experiment):
     saved.resume, saved.out_dir = args.resume, args.resume
     saved.no_progress = args.no_progress
     saved.device = args.device or saved.device
-    saved.epochs = max(saved.epochs, args.epochs) if "--epochs" in (argv or []) else saved.epochs
+    saved.epochs = max(saved.epochs, args.epochs) if "--epochs" in argv else saved.epochs
     return saved
 
 
