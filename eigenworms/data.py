@@ -9,7 +9,6 @@ trainx.npy, trainy.npy, validx.npy, ... in the data folder.
 import pathlib
 
 import numpy as np
-import torch
 from aeon.datasets import load_classification
 from sklearn.model_selection import train_test_split
 

@@ -3,7 +3,6 @@
 
     python eigenworms/train.py                 # downloads the archive with aeon, splits, caches
 """
-import argparse
 import pathlib
 import sys
 
@@ -22,7 +21,7 @@ METRIC = training.Metric("accuracy", higher_is_better=True, paper=94.9, fmt=".2f
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = training.experiment_parser(__doc__)
     training.add_model_args(parser, nhid=32, nlayers=2, dt=[2.81e-5, 0.0343], alpha=0.0,
                             dropout=0.0, lr=0.0076, batch=8)
     parser.add_argument("--data-dir", default=str(default_data_dir("eigenworms")),

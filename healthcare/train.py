@@ -27,7 +27,7 @@ TASKS = {
 
 def build_parser(name="RR"):
     task = TASKS[name]
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = training.experiment_parser(__doc__)
     parser.add_argument("--name", choices=sorted(TASKS), default=name,
                         help="RR (respiratory rate) or HR (heart rate); sets that task's paper defaults")
     training.add_model_args(parser, nhid=128, nlayers=3, dt=task["dt"], alpha=task["alpha"],

@@ -21,6 +21,7 @@ from torchvision.datasets.utils import download_and_extract_archive
 from tqdm import tqdm
 
 from unicornn.batching import Batches
+from unicornn.training import atomic_save
 
 ACLIMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 ACLIMDB_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
@@ -77,9 +78,7 @@ def _cached(path, make):
         return torch.load(path, weights_only=False)
     value = make()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(value, tmp)
-    tmp.replace(path)
+    atomic_save(value, path)
     return value
 
 

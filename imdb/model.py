@@ -1,7 +1,6 @@
 """The IMDB model: GloVe-initialised embedding with embedding dropout (whole words), UnICORNN
 layers with dropout over time, and a classifier to one logit read from the last row (as the 2021
 code, which read the last row of the right-padded batch)."""
-import torch
 from torch import nn
 from torch.nn import functional as F
 

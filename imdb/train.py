@@ -2,7 +2,6 @@
 
     python imdb/train.py            # downloads aclImdb v1 and GloVe 6B, tokenises once, caches
 """
-import argparse
 import pathlib
 import sys
 
@@ -21,7 +20,7 @@ METRIC = training.Metric("accuracy", higher_is_better=True, paper=88.4, fmt=".2f
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = training.experiment_parser(__doc__)
     training.add_model_args(parser, nhid=128, nlayers=2, dt=[0.0066, 0.205], alpha=0.0,
                             dropout=0.61, lr=0.000164, batch=32)
     parser.add_argument("--emb-dropout", "--emb_dropout", dest="emb_dropout", type=float,

@@ -8,10 +8,9 @@ set is split 48000/2000 into train/valid by ``random_split`` with a seeded gener
 memory (on the training device) as uint8 and are scaled, laid out and padded per batch.
 """
 import torch
-from torch.utils.data import random_split
 from torchvision.datasets import CIFAR10
 
-from unicornn.batching import split_batches
+from unicornn.batching import split_batches, split_off_valid
 
 NOISE_SEED = 12345
 ROWS, FEATURES, NOISE_STEPS = 32, 96, 968
@@ -40,17 +39,10 @@ def _dataset(data_dir, train, download):
 def load_splits(data_dir, download, valid_size=2000, split_seed=NOISE_SEED):
     """{"train", "valid", "test"} -> (uint8 images (n, 3, 32, 32), int64 labels (n,)) on the CPU."""
     train, test = _dataset(data_dir, True, download), _dataset(data_dir, False, download)
-    if not 0 < valid_size < len(train):
-        raise SystemExit(f"--valid-size {valid_size} must be between 1 and {len(train) - 1}")
-    train_idx, valid_idx = random_split(range(len(train)), [len(train) - valid_size, valid_size],
-                                        generator=torch.Generator().manual_seed(split_seed))
     images = torch.from_numpy(train.data).permute(0, 3, 1, 2)  # (n, 32, 32, 3) HWC -> CHW
-    labels = torch.tensor(train.targets)
-    return {
-        "train": (images[list(train_idx)], labels[list(train_idx)]),
-        "valid": (images[list(valid_idx)], labels[list(valid_idx)]),
-        "test": (torch.from_numpy(test.data).permute(0, 3, 1, 2), torch.tensor(test.targets)),
-    }
+    splits = split_off_valid(images, torch.tensor(train.targets), valid_size, split_seed)
+    splits["test"] = (torch.from_numpy(test.data).permute(0, 3, 1, 2), torch.tensor(test.targets))
+    return splits
 
 
 def to_sequence(images, noise):

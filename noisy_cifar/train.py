@@ -2,7 +2,6 @@
 
     python noisy_cifar/train.py                   # paper set-up, downloads CIFAR-10 with torchvision
 """
-import argparse
 import pathlib
 import sys
 
@@ -21,7 +20,7 @@ METRIC = training.Metric("accuracy", higher_is_better=True, paper=62.4, fmt=".2f
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = training.experiment_parser(__doc__)
     training.add_model_args(parser, nhid=128, nlayers=3, dt=0.126, alpha=13.0, dropout=0.1,
                             lr=0.00314, batch=30)
     parser.add_argument("--test-batch", type=int, default=1000, help="evaluation batch (%(default)s)")

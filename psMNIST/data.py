@@ -12,11 +12,10 @@ import pathlib
 import shutil
 
 import torch
-from torch.utils.data import random_split
 from torchvision.datasets import MNIST
 from torchvision.datasets.utils import extract_archive
 
-from unicornn.batching import split_batches
+from unicornn.batching import split_batches, split_off_valid
 
 PERMUTATION_SEED = 5544
 IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -79,17 +78,9 @@ def load_splits(data_dir, download, cache_dir, valid_size=3000, split_seed=PERMU
     """{"train", "valid", "test"} -> (uint8 images (n, 784), int64 labels (n,)) on the CPU."""
     root = str(mnist_root(data_dir, download, cache_dir))
     train, test = MNIST(root, train=True), MNIST(root, train=False)
-    n_valid = valid_size
-    if not 0 < n_valid < len(train):
-        raise SystemExit(f"--valid-size {valid_size} must be between 1 and {len(train) - 1}")
-    train_idx, valid_idx = random_split(range(len(train)), [len(train) - n_valid, n_valid],
-                                        generator=torch.Generator().manual_seed(split_seed))
-    images, labels = train.data.reshape(len(train), 784), train.targets
-    return {
-        "train": (images[list(train_idx)], labels[list(train_idx)]),
-        "valid": (images[list(valid_idx)], labels[list(valid_idx)]),
-        "test": (test.data.reshape(len(test), 784), test.targets),
-    }
+    splits = split_off_valid(train.data.reshape(len(train), 784), train.targets, valid_size, split_seed)
+    splits["test"] = (test.data.reshape(len(test), 784), test.targets)
+    return splits
 
 
 def to_sequence(images, permutation):

@@ -3,7 +3,6 @@
     python psMNIST/train.py                       # paper set-up, downloads MNIST with torchvision
     python psMNIST/train.py --data-dir ../shared/data/mnist --epochs 3
 """
-import argparse
 import pathlib
 import sys
 
@@ -22,7 +21,7 @@ METRIC = training.Metric("accuracy", higher_is_better=True, paper=98.4, fmt=".2f
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = training.experiment_parser(__doc__)
     training.add_model_args(parser, nhid=256, nlayers=3, dt=0.19, alpha=30.65, dropout=0.1,
                             lr=0.00251, batch=32)
     parser.add_argument("--test-batch", type=int, default=1000, help="evaluation batch (%(default)s)")

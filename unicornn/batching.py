@@ -1,6 +1,7 @@
 """Mini-batches drawn from data already in memory (on the training device where it fits), so that
 feeding the GPU is a few indexing kernels per step instead of per-sample Python transforms."""
 import torch
+from torch.utils.data import random_split
 
 
 class Batches:
@@ -31,6 +32,18 @@ class Batches:
 
     def load_state_dict(self, state):
         self.generator.set_state(state["generator"])
+
+
+def split_off_valid(inputs, targets, valid_size, seed):
+    """{"train", "valid"} -> (inputs, targets): a ``random_split`` of the items with a generator
+    seeded ``seed``, ``valid_size`` of them for validation (the 2021 code's split of the training set)."""
+    n = len(inputs)
+    if not 0 < valid_size < n:
+        raise SystemExit(f"--valid-size {valid_size} must be between 1 and {n - 1}")
+    train_idx, valid_idx = random_split(range(n), [n - valid_size, valid_size],
+                                        generator=torch.Generator().manual_seed(seed))
+    return {name: (inputs[list(idx)], targets[list(idx)])
+            for name, idx in (("train", train_idx), ("valid", valid_idx))}
 
 
 def tensor_batches(inputs, targets, batch_size, to_model_input, shuffle=False, seed=0):

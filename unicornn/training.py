@@ -23,6 +23,11 @@ import torch
 from tqdm import tqdm
 
 
+def experiment_parser(doc):
+    """An ArgumentParser whose help starts with the script's docstring (its usage examples)."""
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def add_training_args(parser, *, epochs, experiment):
     """Flags every train.py shares; the experiment adds its paper hyperparameters itself."""
     group = parser.add_argument_group("run")
