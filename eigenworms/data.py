@@ -12,10 +12,11 @@ import numpy as np
 from aeon.datasets import load_classification
 from sklearn.model_selection import train_test_split
 
-from unicornn.batching import split_batches
-from unicornn.timeseries_archive import load_archive_problem, load_cached_splits, save_splits
+from repro.batching import split_batches
+from repro.timeseries_archive import load_archive_problem, load_cached_splits, save_splits
 
 SPLIT_SEED = 1234
+CHANNELS, CLASSES = 6, 5
 HOW_TO = ("Without network: download EigenWorms.zip from https://timeseriesclassification.com "
           "(Multivariate archive), unzip it so that DIR/raw/EigenWorms/EigenWorms_TRAIN.ts and "
           "_TEST.ts exist, and pass --data-dir DIR; or pass a folder holding trainx.npy, trainy.npy, "
@@ -30,13 +31,23 @@ def split_like_lem(x, y):
     return {"train": (train_x, train_y), "valid": (valid_x, valid_y), "test": (test_x, test_y)}
 
 
-def load_splits(data_dir):
+def label_problem(y):
+    """Class labels must be whole numbers 0..4 (made by hand for the 2021 code they may be floats)."""
+    if not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+        return f"expected class labels 0..{CLASSES - 1}, got values of dtype {y.dtype} that are not whole numbers"
+    if y.size and (y.min() < 0 or y.max() >= CLASSES):
+        return f"expected class labels 0..{CLASSES - 1}, got {y.min():g}..{y.max():g}"
+    return None
+
+
+def load_splits(data_dir, download=True):
     """Cached splits from data_dir, or made (and cached there) from the archive via aeon."""
     data_dir = pathlib.Path(data_dir)
-    cached = load_cached_splits(data_dir)
-    if cached is not None:  # e.g. made by hand for the 2021 code: labels may be stored as floats
+    cached = load_cached_splits(data_dir, CHANNELS, label_problem)
+    if cached is not None:
         return {name: (x, y.astype(np.int64)) for name, (x, y) in cached.items()}
-    x, labels = load_archive_problem(load_classification, "EigenWorms", data_dir / "raw", HOW_TO)
+    x, labels = load_archive_problem(load_classification, "EigenWorms", data_dir / "raw", HOW_TO,
+                                     download)
     classes = np.unique(labels)  # sorted class names -> 0..4
     y = np.searchsorted(classes, labels).astype(np.int64)
     splits = split_like_lem(x, y)

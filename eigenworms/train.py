@@ -13,33 +13,35 @@ import torch
 
 from eigenworms import data
 from eigenworms.model import build_model
-from unicornn import training
-from unicornn.paths import default_data_dir
+from repro import cli, training
+from repro.metrics import Metric, evaluate_accuracy
+from repro.paths import default_data_dir
+from repro.seeding import seed_everything
 
 EXPERIMENT = "eigenworms"
-METRIC = training.Metric("accuracy", higher_is_better=True, paper=94.9, fmt=".2f", unit="%")
+METRIC = Metric("accuracy", higher_is_better=True, paper=94.9, fmt=".2f", unit="%")
 
 
 def build_parser():
-    parser = training.experiment_parser(__doc__)
-    training.add_model_args(parser, nhid=32, nlayers=2, dt=[2.81e-5, 0.0343], alpha=0.0,
-                            dropout=0.0, lr=0.0076, batch=8)
-    parser.add_argument("--data-dir", default=str(default_data_dir("eigenworms")),
-                        help="folder with the cached split (trainx.npy, ...) or where to make it")
-    training.add_training_args(parser, epochs=250, experiment=EXPERIMENT)
+    parser = cli.experiment_parser(__doc__)
+    cli.add_model_args(parser, nhid=32, nlayers=2, dt=[2.81e-5, 0.0343], alpha=0.0,
+                       dropout=0.0, lr=0.0076, batch=8)
+    cli.add_data_args(parser, data_dir=default_data_dir("eigenworms"),
+                      what="folder with the cached split (trainx.npy, ...) or where to make it")
+    cli.add_training_args(parser, epochs=250, task=EXPERIMENT)
     return parser
 
 
-def main(argv=None):
-    args = training.parse_args(build_parser(), argv, EXPERIMENT)
+def main(argv=None, on_epoch=None):
+    args = cli.parse_args(build_parser(), argv, experiment=EXPERIMENT)
     device = training.pick_device(args.device)
-    splits = data.load_splits(args.data_dir)
-    training.seed_everything(args.seed)
+    splits = data.load_splits(args.data_dir, args.download)
+    seed_everything(args.seed)
     batches = data.make_batches(splits, device, args.batch, args.seed)
     model = build_model(args).to(device)
     return training.fit(
         args, model, batches["train"], torch.nn.CrossEntropyLoss(),
-        lambda split: training.evaluate_accuracy(model, batches[split]), METRIC)
+        lambda split: evaluate_accuracy(model, batches[split]), METRIC, on_epoch=on_epoch)
 
 
 if __name__ == "__main__":

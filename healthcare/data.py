@@ -15,11 +15,12 @@ import torch
 from aeon.datasets import load_regression
 from torch.utils.data import random_split
 
-from unicornn.batching import split_batches
-from unicornn.timeseries_archive import load_archive_problem, load_cached_splits, save_splits
+from repro.batching import split_batches
+from repro.timeseries_archive import load_archive_problem, load_cached_splits, save_splits
 
 SPLIT_SEED = 123456
 PROBLEMS = {"RR": "BIDMC32RR", "HR": "BIDMC32HR"}
+CHANNELS = 2
 
 
 def how_to(name):
@@ -41,15 +42,22 @@ def split_like_lem(x, y):
     return {"train": pick(train_idx), "valid": pick(valid_idx), "test": pick(test_idx)}
 
 
-def load_splits(data_dir, name):
+def target_problem(y):
+    if not np.issubdtype(y.dtype, np.number) or not np.all(np.isfinite(y)):
+        return f"expected finite real targets, got dtype {y.dtype} with non-finite or non-numeric values"
+    return None
+
+
+def load_splits(data_dir, name, download=True):
     """Cached splits from data_dir/name, or made (and cached there) from the archive via aeon."""
     if name not in PROBLEMS:
         raise SystemExit(f"--name must be one of {sorted(PROBLEMS)}, got {name!r}")
     data_dir = pathlib.Path(data_dir)
-    cached = load_cached_splits(data_dir / name)
+    cached = load_cached_splits(data_dir / name, CHANNELS, target_problem)
     if cached is not None:
         return {split: (x, y.astype(np.float32)) for split, (x, y) in cached.items()}
-    x, y = load_archive_problem(load_regression, PROBLEMS[name], data_dir / "raw", how_to(name))
+    x, y = load_archive_problem(load_regression, PROBLEMS[name], data_dir / "raw", how_to(name),
+                                download)
     splits = split_like_lem(x, y.astype(np.float32))
     save_splits(data_dir / name, splits)
     return splits

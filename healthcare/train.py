@@ -15,9 +15,12 @@ import torch
 
 from healthcare import data
 from healthcare.model import build_model
-from unicornn import training
-from unicornn.paths import default_data_dir
+from repro import cli, training
+from repro.metrics import Metric, evaluate_rmse
+from repro.paths import default_data_dir
+from repro.seeding import seed_everything
 
+EXPERIMENT = "healthcare"
 # Per-task paper values; the remaining hyperparameters are shared.
 TASKS = {
     "RR": {"lr": 0.00398, "dt": [0.011], "alpha": 9.0, "paper_rmse": 1.00},
@@ -27,38 +30,45 @@ TASKS = {
 
 def build_parser(name="RR"):
     task = TASKS[name]
-    parser = training.experiment_parser(__doc__)
+    parser = cli.experiment_parser(__doc__)
     parser.add_argument("--name", choices=sorted(TASKS), default=name,
                         help="RR (respiratory rate) or HR (heart rate); sets that task's paper defaults")
-    training.add_model_args(parser, nhid=128, nlayers=3, dt=task["dt"], alpha=task["alpha"],
-                            dropout=0.1, lr=task["lr"], batch=32)
-    parser.add_argument("--test-batch", type=int, default=1192, help="evaluation batch (%(default)s)")
-    parser.add_argument("--lr-drop-epoch", type=int, default=250,
-                        help="divide lr by 10 after this epoch (paper: %(default)s)")
-    parser.add_argument("--data-dir", default=str(default_data_dir("healthcare")),
-                        help="folder with RR/ and HR/ cached splits (trainx.npy, ...) or where to make them")
-    training.add_training_args(parser, epochs=500, experiment="healthcare")
+    cli.add_model_args(parser, nhid=128, nlayers=3, dt=task["dt"], alpha=task["alpha"],
+                       dropout=0.1, lr=task["lr"], batch=32)
+    parser.add_argument("--test-batch", type=cli.positive_int, default=1192, help="evaluation batch")
+    parser.add_argument("--lr-drop-epoch", type=cli.positive_int, default=250,
+                        help="divide lr by 10 after this epoch (paper)")
+    cli.add_data_args(parser, data_dir=default_data_dir("healthcare"),
+                      what="folder with RR/ and HR/ cached splits (trainx.npy, ...) or where to make them")
+    cli.add_training_args(parser, epochs=500, task=f"{EXPERIMENT}_{name}")
     return parser
 
 
-def main(argv=None):
-    # --name decides the defaults of the other flags, so read it first
+def task_name(argv):
+    """--name decides the defaults of the other flags, so it is read first."""
     name = argparse.ArgumentParser(add_help=False)
     name.add_argument("--name", choices=sorted(TASKS), default="RR")
-    known, _ = name.parse_known_args(argv)
-    args = training.parse_args(build_parser(known.name), argv, f"healthcare_{known.name}")
+    return name.parse_known_args(argv)[0].name
+
+
+def metric_of(name):
+    return Metric(f"{name}_RMSE", higher_is_better=False, paper=TASKS[name]["paper_rmse"], fmt=".4f")
+
+
+def main(argv=None, on_epoch=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    name = task_name(argv)
+    args = cli.parse_args(build_parser(name), argv, experiment=EXPERIMENT, task=f"{EXPERIMENT}_{name}")
     device = training.pick_device(args.device)
-    splits = data.load_splits(args.data_dir, args.name)
-    training.seed_everything(args.seed)
+    splits = data.load_splits(args.data_dir, args.name, args.download)
+    seed_everything(args.seed)
     batches = data.make_batches(splits, device, args.batch, args.test_batch, args.seed)
     model = build_model(args).to(device)
-    metric = training.Metric(f"{args.name}_RMSE", higher_is_better=False,
-                             paper=TASKS[args.name]["paper_rmse"], fmt=".4f")
     mse = torch.nn.MSELoss()
     return training.fit(
         args, model, batches["train"], lambda out, target: mse(out.reshape(-1), target),
-        lambda split: training.evaluate_rmse(model, batches[split]), metric,
-        lr_milestones=[args.lr_drop_epoch])
+        lambda split: evaluate_rmse(model, batches[split]), metric_of(args.name),
+        lr_milestones=[args.lr_drop_epoch], on_epoch=on_epoch)
 
 
 if __name__ == "__main__":

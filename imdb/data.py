@@ -11,7 +11,9 @@
 - GloVe 6B vectors (``glove.6B.zip``, case-sensitive lookup as torchtext's ``Vectors``), tokens
   without a vector get N(0, 1) rows, then the ``<unk>`` and ``<pad>`` rows are set to zero.
 
-Tokens, vocabulary and ids are cached under <data-dir>/cache/ so a second run starts in seconds.
+Tokens, vocabulary and ids are cached under <data-dir>/cache/ so a second run starts in seconds; every
+cache file is keyed on its sources (the review files' paths, sizes and times; the GloVe file), so a
+repaired or changed corpus is never served from a stale cache.
 """
 import collections
 import pathlib
@@ -20,14 +22,15 @@ import torch
 from torchvision.datasets.utils import download_and_extract_archive
 from tqdm import tqdm
 
-from unicornn.batching import Batches
-from unicornn.training import atomic_save
+from repro.batching import Batches
+from repro.caching import cached, source_key
 
 ACLIMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 ACLIMDB_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
 GLOVE_URL = "https://nlp.stanford.edu/data/glove.6B.zip"
 UNK, PAD = 0, 1
 SPECIALS = ["<unk>", "<pad>"]
+REVIEWS_PER_FOLDER = 12500  # aclImdb v1: {train, test} x {pos, neg}
 
 
 def _fetch(url, folder, md5, what, layout):
@@ -38,9 +41,9 @@ def _fetch(url, folder, md5, what, layout):
                          f"extract it so that {layout} exists, then rerun.") from err
 
 
-def read_reviews(data_dir, download):
-    """{"train"|"test": (texts, labels)} from <data_dir>/aclImdb/<split>/{pos,neg}/*.txt, files in
-    sorted order; label 1 for pos, 0 for neg."""
+def review_files(data_dir, download):
+    """{(split, sentiment): sorted review files} of <data_dir>/aclImdb, checked: every one of the four
+    folders must hold reviews (a missing class would make accuracy meaningless)."""
     root = pathlib.Path(data_dir) / "aclImdb"
     if not (root / "train" / "pos").is_dir():
         if not download:
@@ -48,22 +51,38 @@ def read_reviews(data_dir, download):
                              f"test/). Drop --no-download to fetch {ACLIMDB_URL}, or extract it "
                              f"into {pathlib.Path(data_dir)}.")
         _fetch(ACLIMDB_URL, data_dir, ACLIMDB_MD5, "the IMDB reviews", f"{root}/train/pos/")
+    files = {(split, sentiment): sorted((root / split / sentiment).glob("*.txt"))
+             for split in ("train", "test") for sentiment in ("pos", "neg")}
+    counts = ", ".join(f"{split}/{sentiment} {len(f)}" for (split, sentiment), f in files.items())
+    empty = [f"{root}/{split}/{sentiment}" for (split, sentiment), f in files.items() if not f]
+    if empty:
+        raise SystemExit(f"incomplete aclImdb tree ({counts} reviews): no reviews in "
+                         f"{', '.join(empty)}. Extract {ACLIMDB_URL} again into {pathlib.Path(data_dir)}.")
+    print(f"IMDB reviews: {counts}")
+    if any(len(f) != REVIEWS_PER_FOLDER for f in files.values()):
+        print(f"note: aclImdb v1 has {REVIEWS_PER_FOLDER} reviews in each folder; this tree differs, "
+              "so results are not comparable with the paper's")
+    return files
+
+
+def read_reviews(files):
+    """{"train"|"test": (texts, labels)}, files in sorted order; label 1 for pos, 0 for neg."""
     out = {}
     for split in ("train", "test"):
         texts, labels = [], []
         for label, sentiment in ((1, "pos"), (0, "neg")):
-            for path in sorted((root / split / sentiment).glob("*.txt")):
+            for path in files[split, sentiment]:
                 texts.append(path.read_text(encoding="utf-8"))
                 labels.append(label)
         out[split] = (texts, labels)
     return out
 
 
-def tokenize(texts, desc):
+def tokenize(texts, desc, progress=True):
     import spacy
     tokenizer = spacy.blank("en").tokenizer
     return [[t.text for t in doc] for doc in tqdm(tokenizer.pipe(texts, batch_size=256),
-                                                  total=len(texts), desc=desc)]
+                                                  total=len(texts), desc=desc, disable=not progress)]
 
 
 def build_vocab(token_lists, max_size=25000):
@@ -72,27 +91,19 @@ def build_vocab(token_lists, max_size=25000):
     return SPECIALS + [token for token, _ in ranked]
 
 
-def _cached(path, make):
-    path = pathlib.Path(path)
-    if path.exists():
-        return torch.load(path, weights_only=False)
-    value = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save(value, path)
-    return value
-
-
-def load_corpus(data_dir, download, split_seed, valid_size=7500, max_vocab=25000):
+def load_corpus(data_dir, download, split_seed, valid_size=7500, max_vocab=25000, progress=True):
     """{"vocab": itos list, "train"|"valid"|"test": (list of id tensors, float labels)}."""
     cache = pathlib.Path(data_dir) / "cache"
+    files = review_files(data_dir, download)
+    reviews_key = source_key([f for group in files.values() for f in group])
 
     def tokenized():
-        reviews = read_reviews(data_dir, download)
-        return {split: (tokenize(texts, f"tokenising {split}"), labels)
+        reviews = read_reviews(files)
+        return {split: (tokenize(texts, f"tokenising {split}", progress), labels)
                 for split, (texts, labels) in reviews.items()}
 
     def numericalised():
-        tokens = _cached(cache / "tokens.pt", tokenized)
+        tokens = cached(cache / f"tokens-{reviews_key}.pt", tokenized)
         train_tokens, train_labels = tokens["train"]
         if not 0 < valid_size < len(train_tokens):
             raise SystemExit(f"--valid-size {valid_size} must be between 1 and {len(train_tokens) - 1}")
@@ -109,32 +120,35 @@ def load_corpus(data_dir, download, split_seed, valid_size=7500, max_vocab=25000
             out[name] = (ids, torch.tensor(labels, dtype=torch.float32))
         return out
 
-    return _cached(cache / f"ids-seed{split_seed}-valid{valid_size}-vocab{max_vocab}.pt", numericalised)
+    return cached(cache / f"ids-{reviews_key}-seed{split_seed}-valid{valid_size}-vocab{max_vocab}.pt",
+                  numericalised)
 
 
-def load_glove(data_dir, dim, download):
+def load_glove(data_dir, dim, download, progress=True):
     """(itos, vectors (n, dim)) of GloVe 6B, parsed once from glove.6B.<dim>d.txt and cached."""
     if dim not in (50, 100, 200, 300):
-        raise SystemExit(f"--emb_dim must be 50, 100, 200 or 300 (GloVe 6B sizes), got {dim}")
+        raise SystemExit(f"--emb-dim must be 50, 100, 200 or 300 (GloVe 6B sizes), got {dim}")
     folder = pathlib.Path(data_dir) / "glove"
     text = folder / f"glove.6B.{dim}d.txt"
+    if not text.exists():
+        if not download:
+            raise SystemExit(f"GloVe not found: expected {text}. Drop --no-download to fetch "
+                             f"{GLOVE_URL}, or unzip it into {folder}.")
+        _fetch(GLOVE_URL, folder, None, "GloVe 6B", str(text))
 
     def parse():
-        if not text.exists():
-            if not download:
-                raise SystemExit(f"GloVe not found: expected {text}. Drop --no-download to fetch "
-                                 f"{GLOVE_URL}, or unzip it into {folder}.")
-            _fetch(GLOVE_URL, folder, None, "GloVe 6B", str(text))
         itos, rows = [], []
         with open(text, encoding="utf-8") as f:
-            for line in tqdm(f, desc=f"parsing {text.name}"):
+            for line in tqdm(f, desc=f"parsing {text.name}", disable=not progress):
                 token, *values = line.rstrip().split(" ")
                 if len(values) == dim:
                     itos.append(token)
                     rows.append([float(v) for v in values])
+        if not rows:
+            raise SystemExit(f"{text} holds no {dim}-dimensional vectors; download {GLOVE_URL} again")
         return {"itos": itos, "vectors": torch.tensor(rows, dtype=torch.float32)}
 
-    glove = _cached(folder / f"glove.6B.{dim}d.pt", parse)
+    glove = cached(folder / f"glove.6B.{dim}d-{source_key([text])}.pt", parse)
     return glove["itos"], glove["vectors"]
 
 

@@ -12,48 +12,50 @@ import torch
 
 from imdb import data
 from imdb.model import build_model
-from unicornn import training
-from unicornn.paths import default_data_dir
+from repro import cli, training
+from repro.metrics import Metric, evaluate_accuracy
+from repro.paths import default_data_dir
+from repro.seeding import seed_everything
 
 EXPERIMENT = "imdb"
-METRIC = training.Metric("accuracy", higher_is_better=True, paper=88.4, fmt=".2f", unit="%")
+METRIC = Metric("accuracy", higher_is_better=True, paper=88.4, fmt=".2f", unit="%")
 
 
 def build_parser():
-    parser = training.experiment_parser(__doc__)
-    training.add_model_args(parser, nhid=128, nlayers=2, dt=[0.0066, 0.205], alpha=0.0,
-                            dropout=0.61, lr=0.000164, batch=32)
-    parser.add_argument("--emb-dropout", "--emb_dropout", dest="emb_dropout", type=float,
-                        default=0.65, help="embedding dropout, whole words (paper: %(default)s)")
+    parser = cli.experiment_parser(__doc__)
+    cli.add_model_args(parser, nhid=128, nlayers=2, dt=[0.0066, 0.205], alpha=0.0,
+                       dropout=0.61, lr=0.000164, batch=32)
+    parser.add_argument("--emb-dropout", "--emb_dropout", dest="emb_dropout", type=cli.probability,
+                        default=0.65, help="embedding dropout, whole words (paper)")
     parser.add_argument("--emb-dim", "--emb_dim", dest="emb_dim", type=int, default=100,
-                        choices=[50, 100, 200, 300], help="GloVe 6B size (paper: %(default)s)")
-    parser.add_argument("--test-batch", type=int, default=32,
-                        help="evaluation batch; it sets the padding the last row sees (%(default)s)")
-    parser.add_argument("--split-seed", type=int, default=1234,
-                        help="seed of the 17500/7500 train/valid split (%(default)s)")
-    parser.add_argument("--valid-size", type=int, default=7500, help="valid split (paper: 7500)")
-    parser.add_argument("--max-vocab", type=int, default=25000, help="vocabulary size (paper: 25000)")
-    parser.add_argument("--data-dir", default=str(default_data_dir("imdb")),
-                        help="holds aclImdb/, glove/ and cache/ (downloaded there when missing)")
-    parser.add_argument("--no-download", dest="download", action="store_false",
-                        help="never download; fail with instructions if the data is missing")
-    training.add_training_args(parser, epochs=50, experiment=EXPERIMENT)
+                        choices=[50, 100, 200, 300], help="GloVe 6B size (paper)")
+    parser.add_argument("--test-batch", type=cli.positive_int, default=32,
+                        help="evaluation batch; it sets the padding the last row sees")
+    parser.add_argument("--split-seed", type=cli.seed_int, default=1234,
+                        help="seed of the 17500/7500 train/valid split")
+    parser.add_argument("--valid-size", type=cli.positive_int, default=7500, help="valid split (paper)")
+    parser.add_argument("--max-vocab", type=cli.positive_int, default=25000, help="vocabulary size (paper)")
+    cli.add_data_args(parser, data_dir=default_data_dir("imdb"),
+                      what="holds aclImdb/, glove/ and cache/ (downloaded there when missing)")
+    cli.add_training_args(parser, epochs=50, task=EXPERIMENT)
     return parser
 
 
-def main(argv=None):
-    args = training.parse_args(build_parser(), argv, EXPERIMENT)
+def main(argv=None, on_epoch=None):
+    args = cli.parse_args(build_parser(), argv, experiment=EXPERIMENT)
     device = training.pick_device(args.device)
+    progress = not args.no_progress
     corpus = data.load_corpus(args.data_dir, args.download, args.split_seed, args.valid_size,
-                              args.max_vocab)
-    glove_itos, glove_vectors = data.load_glove(args.data_dir, args.emb_dim, args.download)
-    training.seed_everything(args.seed)
+                              args.max_vocab, progress)
+    glove_itos, glove_vectors = data.load_glove(args.data_dir, args.emb_dim, args.download, progress)
+    seed_everything(args.seed)
     embeddings = data.embedding_matrix(corpus["vocab"], glove_itos, glove_vectors)
     batches = data.make_batches(corpus, device, args.batch, args.test_batch, args.seed)
     model = build_model(args, embeddings).to(device)
     return training.fit(
         args, model, batches["train"], torch.nn.BCEWithLogitsLoss(),
-        lambda split: training.evaluate_accuracy(model, batches[split]), METRIC)
+        lambda split: evaluate_accuracy(model, batches[split]), METRIC, on_epoch=on_epoch,
+        suspects=("--lr", "--dt", "--alpha", "--emb-dropout"))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """Noise-padded CIFAR-10 (paper Sec. 4): each image is read row by row, 32 steps of 96 features
 (the 3 channels' 32 pixels of that row: ``img.permute(1, 0, 2).reshape(32, 96)``), followed by 968
-steps of Gaussian noise, 1000 steps in all. As in the 2021 code, the noise is one fixed tensor of
-shape (968, 96), drawn once per run after ``torch.manual_seed(12345)``, the same for every sample.
+steps of Gaussian noise, 1000 steps in all. The noise is one fixed N(0, 1) tensor of shape
+(968, 96), the same for every sample: the 2021 code's method. Its values are not the 2021 ones: that
+script seeded 12345, built the model (which drew its initial weights from the same generator) and
+only then drew the noise; we draw it right after ``torch.manual_seed(12345)``, so it does not depend
+on the model's size.
 
 Data comes from torchvision's CIFAR10 (pixels scaled to [0, 1], as ``ToTensor()``); the training
 set is split 48000/2000 into train/valid by ``random_split`` with a seeded generator. Images stay in
@@ -10,7 +13,7 @@ memory (on the training device) as uint8 and are scaled, laid out and padded per
 import torch
 from torchvision.datasets import CIFAR10
 
-from unicornn.batching import split_batches, split_off_valid
+from repro.batching import split_batches, split_off_valid
 
 NOISE_SEED = 12345
 ROWS, FEATURES, NOISE_STEPS = 32, 96, 968

@@ -12,41 +12,41 @@ import torch
 
 from noisy_cifar import data
 from noisy_cifar.model import build_model
-from unicornn import training
-from unicornn.paths import default_data_dir
+from repro import cli, training
+from repro.metrics import Metric, evaluate_accuracy
+from repro.paths import default_data_dir
+from repro.seeding import seed_everything
 
 EXPERIMENT = "noisy_cifar"
-METRIC = training.Metric("accuracy", higher_is_better=True, paper=62.4, fmt=".2f", unit="%")
+METRIC = Metric("accuracy", higher_is_better=True, paper=62.4, fmt=".2f", unit="%")
 
 
 def build_parser():
-    parser = training.experiment_parser(__doc__)
-    training.add_model_args(parser, nhid=128, nlayers=3, dt=0.126, alpha=13.0, dropout=0.1,
-                            lr=0.00314, batch=30)
-    parser.add_argument("--test-batch", type=int, default=1000, help="evaluation batch (%(default)s)")
-    parser.add_argument("--lr-step", type=int, default=250,
-                        help="divide lr by 10 every this many epochs (paper: %(default)s)")
-    parser.add_argument("--data-dir", default=str(default_data_dir("cifar10")),
-                        help="torchvision CIFAR10 root (holding cifar-10-batches-py/)")
-    parser.add_argument("--no-download", dest="download", action="store_false",
-                        help="never download; fail with instructions if the data is missing")
-    parser.add_argument("--valid-size", type=int, default=2000, help="valid split (paper: 2000)")
-    training.add_training_args(parser, epochs=500, experiment=EXPERIMENT)
+    parser = cli.experiment_parser(__doc__)
+    cli.add_model_args(parser, nhid=128, nlayers=3, dt=0.126, alpha=13.0, dropout=0.1,
+                       lr=0.00314, batch=30)
+    parser.add_argument("--test-batch", type=cli.positive_int, default=1000, help="evaluation batch")
+    parser.add_argument("--lr-step", type=cli.positive_int, default=250,
+                        help="divide lr by 10 every this many epochs (paper)")
+    parser.add_argument("--valid-size", type=cli.positive_int, default=2000, help="valid split (paper)")
+    cli.add_data_args(parser, data_dir=default_data_dir("cifar10"),
+                      what="torchvision CIFAR10 root (holding cifar-10-batches-py/)")
+    cli.add_training_args(parser, epochs=500, task=EXPERIMENT)
     return parser
 
 
-def main(argv=None):
-    args = training.parse_args(build_parser(), argv, EXPERIMENT)
+def main(argv=None, on_epoch=None):
+    args = cli.parse_args(build_parser(), argv, experiment=EXPERIMENT)
     device = training.pick_device(args.device)
     noise = data.paper_noise()
     splits = data.load_splits(args.data_dir, args.download, args.valid_size)
-    training.seed_everything(args.seed)
+    seed_everything(args.seed)
     batches = data.make_batches(splits, noise, device, args.batch, args.test_batch, args.seed)
     model = build_model(args).to(device)
     return training.fit(
         args, model, batches["train"], torch.nn.CrossEntropyLoss(),
-        lambda split: training.evaluate_accuracy(model, batches[split]), METRIC,
-        lr_milestones=range(args.lr_step, args.epochs, args.lr_step))
+        lambda split: evaluate_accuracy(model, batches[split]), METRIC,
+        lr_milestones=range(args.lr_step, args.epochs, args.lr_step), on_epoch=on_epoch)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Shared test helpers: fresh random inputs and relative errors ||a - b|| / ||b||."""
+import os
 import pathlib
 import sys
 
@@ -7,7 +8,9 @@ import torch
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # experiment folders (psMNIST/, ...) import as packages
-MNIST_DIR = REPO.parent / "shared" / "data" / "mnist"
+# Real MNIST (the four gzipped idx files): $UNICORNN_MNIST_DIR, else ../shared/data/mnist beside the
+# checkout (where this project's machines keep it); tests that need it skip when neither has it.
+MNIST_DIR = pathlib.Path(os.environ.get("UNICORNN_MNIST_DIR") or REPO.parent / "shared" / "data" / "mnist")
 
 
 def rel_err(a, b):
@@ -47,5 +50,16 @@ def max_rel_errs(results, truth):
 @pytest.fixture
 def mnist_dir():
     if not (MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"real MNIST not found at {MNIST_DIR}")
+        pytest.skip(f"real MNIST not found at {MNIST_DIR} (set UNICORNN_MNIST_DIR to a folder with the "
+                    "four idx files)")
     return MNIST_DIR
+
+
+@pytest.fixture
+def tiny_psmnist(tmp_path):
+    """psMNIST flags for a seconds-long CPU run on tiny idx files (120 train, 30 test images)."""
+    from tiny_data import write_mnist
+    folder = write_mnist(tmp_path / "mnist")
+    return ["--data-dir", str(folder), "--cache-dir", str(tmp_path / "cache"), "--valid-size", "20",
+            "--nhid", "8", "--nlayers", "1", "--batch", "16", "--test-batch", "50", "--device", "cpu",
+            "--no-progress"]

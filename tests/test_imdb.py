@@ -6,27 +6,11 @@ import torch
 
 from imdb import data, train
 from imdb.model import embedding_dropout
-
-POS = ["A great film.<br />Loved it!", "Great acting , great story", "I loved this movie",
-       "Wonderful and great", "great great fun", "Loved the music"]
-NEG = ["A terrible film.<br />Hated it!", "Bad acting , bad story", "I hated this movie",
-       "Awful and bad", "bad bad boring", "Hated the music"]
-
+from tiny_data import write_imdb
 
 @pytest.fixture
 def imdb_dir(tmp_path):
-    for split in ("train", "test"):
-        for sentiment, texts in (("pos", POS), ("neg", NEG)):
-            folder = tmp_path / "aclImdb" / split / sentiment
-            folder.mkdir(parents=True)
-            for i, text in enumerate(texts):
-                (folder / f"{i}_{7 if sentiment == 'pos' else 2}.txt").write_text(text)
-    glove = tmp_path / "glove"
-    glove.mkdir()
-    rows = {"great": 0.5, "bad": -0.5, "film": 0.1, ".": 0.0, "the": 0.2}
-    (glove / "glove.6B.50d.txt").write_text(
-        "".join(f"{token} " + " ".join([str(v)] * 50) + "\n" for token, v in rows.items()))
-    return tmp_path
+    return write_imdb(tmp_path)
 
 
 def test_tokenisation_keeps_case_and_markup():
@@ -55,12 +39,12 @@ def test_corpus_split_ids_cache(imdb_dir, monkeypatch):
     monkeypatch.setattr(data, "tokenize", lambda *a: pytest.fail("tokenised again"))
     again = data.load_corpus(imdb_dir, download=False, split_seed=7, valid_size=4)
     assert all(torch.equal(a, b) for a, b in zip(again["valid"][0], corpus["valid"][0]))
-    assert (imdb_dir / "cache" / "tokens.pt").exists()
+    assert len(list((imdb_dir / "cache").glob("tokens-*.pt"))) == 1
 
 
 def test_glove_embeddings_unk_pad_rows(imdb_dir):
     itos, vectors = data.load_glove(imdb_dir, 50, download=False)
-    assert (imdb_dir / "glove" / "glove.6B.50d.pt").exists() and vectors.shape == (5, 50)
+    assert len(list((imdb_dir / "glove").glob("glove.6B.50d-*.pt"))) == 1 and vectors.shape == (5, 50)
     vocab = ["<unk>", "<pad>", "great", "Great", "zzz"]
     torch.manual_seed(0)
     matrix = data.embedding_matrix(vocab, itos, vectors)
@@ -103,3 +87,34 @@ def test_train_cli_end_to_end_and_resume(imdb_dir, tmp_path, capsys):
     assert saved["dt"] == [0.0066, 0.205] and saved["emb_dropout"] == 0.65 and saved["lr"] == 0.000164
     summary = train.main(["--resume", str(run_dir), "--epochs", "2", "--no-progress"])
     assert "(paper: 88.4%)" in capsys.readouterr().out and summary["epochs"] == 2
+
+
+@pytest.mark.parametrize("missing", ["test/neg", "train/pos"])
+def test_incomplete_tree_is_refused_with_counts(imdb_dir, missing):
+    for review in (imdb_dir / "aclImdb" / missing).glob("*.txt"):
+        review.unlink()
+    with pytest.raises(SystemExit, match=f"incomplete aclImdb tree .*{missing} 0.*no reviews in .*{missing}"):
+        data.load_corpus(imdb_dir, download=False, split_seed=7, valid_size=4)
+
+
+def test_caches_follow_their_sources(imdb_dir):
+    """A repaired or edited corpus is tokenised again (the cache used to be served regardless)."""
+    first = data.load_corpus(imdb_dir, download=False, split_seed=7, valid_size=4)
+    review = imdb_dir / "aclImdb" / "test" / "pos" / "0_7.txt"
+    review.write_text("Completely new words zebra")
+    again = data.load_corpus(imdb_dir, download=False, split_seed=7, valid_size=4)
+    assert len(list((imdb_dir / "cache").glob("tokens-*.pt"))) == 2
+    assert not torch.equal(first["test"][0][0], again["test"][0][0])
+    glove = imdb_dir / "glove" / "glove.6B.50d.txt"
+    data.load_glove(imdb_dir, 50, download=False)
+    glove.write_text(glove.read_text() + "zebra " + " ".join(["0.7"] * 50) + "\n")
+    itos, vectors = data.load_glove(imdb_dir, 50, download=False)
+    assert itos[-1] == "zebra" and vectors.shape == (6, 50)
+
+
+def test_no_progress_silences_the_preparation_bars(imdb_dir, tmp_path, capsys):
+    train.main(["--data-dir", str(imdb_dir), "--no-download", "--emb-dim", "50", "--valid-size", "4",
+                "--device", "cpu", "--no-progress", "--max-train-batches", "1", "--batch", "4",
+                "--epochs", "1", "--out-dir", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert "tokenising" not in err and "parsing" not in err and "epoch" not in err

@@ -10,8 +10,8 @@ from unicornn import DropoutOverTime, UnICORNN
 def test_output_shape_and_per_layer_dt():
     model = UnICORNN(3, 16, 5, dt=[0.1, 0.2, 0.3], alpha=1.0, nlayers=3)
     assert model(torch.randn(20, 4, 3)).shape == (4, 5)
-    assert [r.dt for r in model.stack.recurrences] == [0.1, 0.2, 0.3]
-    assert UnICORNN(3, 16, 5, dt=0.05, alpha=1.0, nlayers=2).stack.recurrences[1].dt == 0.05
+    assert [r.dt.item() for r in model.stack.recurrences] == [0.1, 0.2, 0.3]
+    assert UnICORNN(3, 16, 5, dt=0.05, alpha=1.0, nlayers=2).stack.recurrences[1].dt.item() == 0.05
     assert UnICORNN(1, 4, 2, dt=0.1, alpha=0.0, nlayers=1)(torch.randn(1, 1, 1)).shape == (1, 2)
 
 
@@ -79,3 +79,25 @@ def test_one_adam_step_lowers_the_loss_on_a_fixed_batch():
 def test_model_runs_in_float64():
     model = UnICORNN(2, 8, 3, dt=0.1, alpha=1.0, nlayers=2).double()
     assert model(torch.randn(10, 2, 2, dtype=torch.float64)).dtype == torch.float64
+
+
+def test_dt_and_alpha_travel_in_the_state_dict():
+    """A saved model describes itself: loading restores per-layer dt and alpha, casts keep them exact."""
+    source = UnICORNN(2, 8, 3, dt=[0.19, 2.81e-5], alpha=30.65, nlayers=2)
+    state = source.state_dict()
+    assert state["stack.recurrences.1.dt"].item() == 2.81e-5 and state["stack.recurrences.0.alpha"] == 30.65
+    target = UnICORNN(2, 8, 3, dt=0.5, alpha=1.0, nlayers=2)
+    target.load_state_dict(state)
+    x = torch.randn(30, 4, 2)
+    source.eval(), target.eval()
+    assert torch.equal(target(x), source(x))
+    target.to(torch.bfloat16)
+    assert target.state_dict()["stack.recurrences.1.dt"].dtype == torch.float64
+    assert target.state_dict()["stack.recurrences.1.dt"].item() == 2.81e-5
+
+
+def test_empty_batch_and_zero_length():
+    model = UnICORNN(2, 8, 3, dt=0.1, alpha=1.0, nlayers=2)
+    assert model(torch.randn(10, 0, 2)).shape == (0, 3)
+    with pytest.raises(ValueError, match="seq_len must be >= 1"):
+        model(torch.randn(0, 4, 2))

@@ -2,33 +2,19 @@
 format, the row layout and noise padding, and train.py end to end with --resume."""
 import json
 import os
-import pickle
 
-import numpy as np
 import pytest
 import torch
 import torchvision.datasets.cifar
 
 from noisy_cifar import data, train
+from tiny_data import write_cifar
 
 
 @pytest.fixture
 def tiny_cifar(tmp_path, monkeypatch):
     """cifar-10-batches-py/ with 5 training batches of 20 images and a test batch of 15."""
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for name in names:
-        n = 15 if name == "test_batch" else 20
-        # keys as the real pickles hold them when read with encoding="latin1" (as torchvision does)
-        batch = {"batch_label": name, "labels": [int(v) for v in rng.integers(0, 10, n)],
-                 "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 "filenames": [f"{i}.png" for i in range(n)]}
-        (folder / name).write_bytes(pickle.dumps(batch))
-    (folder / "batches.meta").write_bytes(pickle.dumps(
-        {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                         "ship", "truck"], "num_cases_per_batch": 20, "num_vis": 3072}))
+    write_cifar(tmp_path)
     # our files cannot match the real archive's MD5 sums: check that they exist instead
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity",
                         lambda path, md5=None: os.path.isfile(path))

@@ -8,28 +8,12 @@ import pytest
 import torch
 
 from psMNIST import data, train
-
-
-def write_idx(path, array, gz):
-    """The MNIST idx format: magic (0, 0, type 0x08 = ubyte, ndim), big-endian dims, then data."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    payload = header + array.astype(np.uint8).tobytes()
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        path.write_bytes(gzip.compress(payload))
-    else:
-        path.write_bytes(payload)
+from tiny_data import write_idx, write_mnist
 
 
 @pytest.fixture(params=[True, False], ids=["gzipped", "plain"])
 def tiny_mnist(tmp_path, request):
-    rng = np.random.default_rng(0)
-    folder = tmp_path / "idx"
-    folder.mkdir()
-    for prefix, n in (("train", 120), ("t10k", 30)):
-        write_idx(folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), request.param)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, request.param)
-    return folder
+    return write_mnist(tmp_path / "idx", gz=request.param)
 
 
 def test_loader_on_tiny_idx_files(tiny_mnist, tmp_path):
@@ -104,15 +88,88 @@ def test_train_cli_end_to_end_and_resume(tiny_mnist, tmp_path, capsys):
 
 def test_flat_folders_get_separate_caches(tmp_path):
     """Two idx folders with different contents never share (or reuse) an unzipped cache."""
-    rng = np.random.default_rng(1)
-    folders = []
-    for name, n in (("a", 30), ("b", 40)):
-        folder = tmp_path / name
-        folder.mkdir()
-        for prefix in ("train", "t10k"):
-            write_idx(folder / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), True)
-            write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, True)
-        folders.append(folder)
+    folders = [write_mnist(tmp_path / name, n_train=n, n_test=n, seed=i)
+               for i, (name, n) in enumerate((("a", 30), ("b", 40)))]
     sizes = [len(data.load_splits(f, False, tmp_path / "cache", valid_size=5)["test"][0])
              for f in folders]
     assert sizes == [30, 40]
+
+
+def _cache_files(cache_dir):
+    return sorted(cache_dir.glob("from-idx-*/MNIST/raw/*"))
+
+
+def test_interrupted_unzip_leaves_no_cache_file_and_the_next_run_works(tmp_path, monkeypatch):
+    """Ctrl-C during the first unzip: nothing is left under the cache's name (it used to leave a
+    0-byte file that broke every later run)."""
+    source = write_mnist(tmp_path / "idx")
+    real_decompress = gzip.decompress
+    calls = []
+
+    def interrupted(data):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_decompress(data)
+    monkeypatch.setattr(gzip, "decompress", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        data.load_splits(source, False, tmp_path / "cache", valid_size=20)
+    assert len(_cache_files(tmp_path / "cache")) == 2  # the two finished files, nothing half-written
+    assert not list((tmp_path / "cache").rglob("*.tmp"))
+    monkeypatch.setattr(gzip, "decompress", real_decompress)
+    splits = data.load_splits(source, False, tmp_path / "cache", valid_size=20)
+    assert len(splits["train"][0]) == 100
+
+
+@pytest.mark.parametrize("damage", [lambda b: b"", lambda b: b[:-7], lambda b: b"\x00" * len(b)],
+                         ids=["empty", "truncated", "zeroed"])
+def test_a_damaged_cache_entry_is_rebuilt(tmp_path, damage):
+    source = write_mnist(tmp_path / "idx")
+    first = data.load_splits(source, False, tmp_path / "cache", valid_size=20)
+    victim = _cache_files(tmp_path / "cache")[0]
+    victim.write_bytes(damage(victim.read_bytes()))
+    again = data.load_splits(source, False, tmp_path / "cache", valid_size=20)
+    assert all(torch.equal(first[k][0], again[k][0]) for k in first)
+
+
+def _replace(folder, name, payload):
+    for old in folder.glob(name + "*"):
+        old.unlink()
+    (folder / (name + ".gz")).write_bytes(payload)
+
+
+@pytest.mark.parametrize("name,payload,problem", [
+    ("train-images-idx3-ubyte", b"this is not gzip", "cannot be decompressed"),
+    ("train-images-idx3-ubyte", b"", "cannot be decompressed|too short"),
+    ("t10k-labels-idx1-ubyte", "truncated-gzip", "cannot be decompressed"),
+    ("t10k-images-idx3-ubyte", "labels-as-images", "holds labels .*expected images"),
+    ("train-labels-idx1-ubyte", "labels-out-of-range", "label 12"),
+    ("train-labels-idx1-ubyte", "wrong-count",
+     "wrong count: train-images-idx3-ubyte holds 120 images but train-labels-idx1-ubyte holds 99"),
+])
+def test_bad_source_files_are_named_with_the_problem(tmp_path, name, payload, problem):
+    folder = write_mnist(tmp_path / "idx")
+    if payload == "truncated-gzip":
+        payload = (folder / (name + ".gz")).read_bytes()[:-20]
+    elif payload == "labels-as-images":
+        payload = gzip.compress(gzip.decompress((folder / "t10k-labels-idx1-ubyte.gz").read_bytes()))
+    elif payload == "labels-out-of-range":
+        labels = np.arange(120) % 10
+        labels[5] = 12
+        payload = gzip.compress(bytes([0, 0, 8, 1]) + (120).to_bytes(4, "big") + labels.astype(np.uint8).tobytes())
+    elif payload == "wrong-count":
+        payload = gzip.compress(bytes([0, 0, 8, 1]) + (99).to_bytes(4, "big") + bytes(99))
+    _replace(folder, name, payload)
+    with pytest.raises(SystemExit, match=problem) as err:
+        data.load_splits(folder, False, tmp_path / "cache", valid_size=20)
+    assert name in str(err.value)
+    if not problem.startswith("wrong count"):  # a bad file itself is never cached
+        assert not [p for p in _cache_files(tmp_path / "cache") if p.name == name]
+
+
+def test_a_bad_file_in_a_torchvision_root_is_named(tmp_path):
+    raw = write_mnist(tmp_path / "root" / "MNIST" / "raw", gz=False)
+    dims = b"".join(int(d).to_bytes(4, "big") for d in (10, 28, 28))
+    (raw / "t10k-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03" + dims + bytes(20))
+    with pytest.raises(SystemExit, match="t10k-images-idx3-ubyte.*truncated.*Delete it"):
+        data.load_splits(tmp_path / "root", False, tmp_path / "cache")

@@ -118,9 +118,45 @@ def test_torch_compile_traces_around_the_op():
     assert torch.allclose(compiled(x, w, c), expected)
 
 
+def test_torch_compile_with_a_changing_float_dt():
+    """A plain float that changes between calls reaches the op as a symbolic float under dynamo."""
+    torch._dynamo.reset()
+    x, w, c, _ = random_problem(12, 2, 5, seed=6)
+    compiled = torch.compile(lambda x, w, c, dt, alpha: recurrence(x, w, c, dt, alpha), fullgraph=True)
+    for dt, alpha in ((0.2, 3.0), (0.3, 3.0), (0.45, 1.5)):
+        assert torch.allclose(compiled(x, w, c, dt, alpha), recurrence(x, w, c, dt, alpha), rtol=1e-5)
+
+
+def test_numpy_and_0dim_tensor_hyperparameters():
+    import numpy as np
+    x, w, c, _ = random_problem(20, 2, 4, seed=8)
+    expected = recurrence(x, w, c, 0.25, 2.0)
+    for dt, alpha in ((np.float32(0.25), np.float64(2.0)), (torch.tensor(0.25), torch.tensor(2)),
+                      (np.float64(0.25), 2)):
+        assert torch.equal(recurrence(x, w, c, dt, alpha), expected)
+        assert torch.equal(reference_recurrence(x, w, c, dt, alpha), reference_recurrence(x, w, c, 0.25, 2.0))
+
+
+@pytest.mark.parametrize("shape", [(5, 0, 3), (0, 2, 3), (4, 2, 0)])
+@pytest.mark.parametrize("fn", [recurrence, reference_recurrence], ids=["fast", "reference"])
+def test_empty_inputs_give_empty_outputs_and_zero_gradients(shape, fn):
+    """An empty batch is accepted as nn.LSTM accepts it; so are N = 0 and no units."""
+    x = torch.zeros(shape, requires_grad=True)
+    w, c = torch.rand(shape[2], requires_grad=True), torch.rand(shape[2], requires_grad=True)
+    y = fn(x, w, c, 0.1, 1.0)
+    assert y.shape == shape and y.dtype == x.dtype
+    y.sum().backward()
+    assert x.grad.shape == shape and torch.equal(w.grad, torch.zeros_like(w))
+    assert torch.equal(c.grad, torch.zeros_like(c))
+
+
 @pytest.mark.parametrize("args,match", [
     ((torch.zeros(5, 3), torch.zeros(3), torch.zeros(3), 0.1, 1.0), "seq_len, batch, hidden"),
-    ((torch.zeros(0, 2, 3), torch.zeros(3), torch.zeros(3), 0.1, 1.0), ">= 1"),
+    ((torch.zeros(5, 2, 3), torch.zeros(3), torch.zeros(3), torch.tensor([0.1, 0.2]), 1.0), "0-dim"),
+    ((torch.zeros(5, 2, 3), torch.zeros(3), torch.zeros(3), torch.tensor(0.1, requires_grad=True), 1.0),
+     "not differentiated"),
+    ((torch.zeros(5, 2, 3), torch.zeros(3), torch.zeros(3), "0.1", 1.0), "real number"),
+    ((torch.zeros(5, 2, 3), torch.zeros(3), torch.zeros(3), 0.1, float("inf")), "alpha must be"),
     ((torch.zeros(5, 2, 3, dtype=torch.int64), torch.zeros(3), torch.zeros(3), 0.1, 1.0), "floating"),
     ((torch.zeros(5, 2, 3), torch.zeros(4), torch.zeros(3), 0.1, 1.0), r"\(hidden,\) = \(3,\)"),
     ((torch.zeros(5, 2, 3), torch.zeros(3), torch.zeros(3, 1), 0.1, 1.0), "c must have shape"),

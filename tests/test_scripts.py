@@ -20,12 +20,8 @@ def test_script_help_shows_paper_defaults(script, default):
 
 
 def test_psmnist_script_runs_and_resumes_from_the_command_line(tmp_path):
-    from test_psmnist import write_idx
-    import numpy as np
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 60), ("t10k", 20)):
-        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), True)
-        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10, True)
+    from tiny_data import write_mnist
+    write_mnist(tmp_path, n_train=60, n_test=20)
     run = tmp_path / "run"
     base = [sys.executable, "psMNIST/train.py", "--no-progress"]
     first = subprocess.run(base + ["--data-dir", str(tmp_path), "--cache-dir", str(tmp_path / "c"),

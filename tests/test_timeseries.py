@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from archive_files import write_problem
+from tiny_data import write_problem
 from eigenworms import data as worms_data, train as worms_train
 from healthcare import data as health_data, train as health_train
 
@@ -121,3 +121,38 @@ def test_healthcare_train_cli_uses_task_defaults(bidmc_dir, tmp_path, capsys, na
     assert (saved["lr"], saved["alpha"]) == (lr, alpha)
     assert summary[f"test_{name}_RMSE"] > 0
     assert f"(paper: {paper})" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("what,array,problem", [
+    ("trainx.npy", np.zeros((28, 50, 3), np.float32), r"expected \(series, steps, 6 channels\)"),
+    ("validy.npy", np.full(6, 7), "class labels 0..4, got 7..7"),
+    ("testy.npy", np.full(6, 1.5), "not whole numbers"),
+    ("validy.npy", np.zeros(5, np.int64), "expected 6 targets"),
+    ("testx.npy", np.zeros((6, 49, 6), np.float32), "different sequence lengths"),
+])
+def test_bad_cached_eigenworms_split_is_named(worms_dir, what, array, problem):
+    folder = worms_dir[0]
+    worms_data.load_splits(folder)
+    np.save(folder / what, array)
+    with pytest.raises(SystemExit, match=problem) as err:
+        worms_data.load_splits(folder)
+    assert what in str(err.value) or "different" in problem
+
+
+def test_bad_cached_healthcare_split_is_named(bidmc_dir):
+    health_data.load_splits(bidmc_dir, "HR")
+    np.save(bidmc_dir / "HR" / "trainy.npy", np.full(28, np.nan, np.float32))
+    with pytest.raises(SystemExit, match="trainy.npy: expected finite real targets"):
+        health_data.load_splits(bidmc_dir, "HR")
+    (bidmc_dir / "HR" / "trainx.npy").write_bytes(b"garbage")
+    with pytest.raises(SystemExit, match="trainx.npy cannot be read"):
+        health_data.load_splits(bidmc_dir, "HR")
+
+
+@pytest.mark.parametrize("script", [worms_train, health_train])
+def test_no_download_never_calls_the_downloader(script, tmp_path, monkeypatch, capsys):
+    for module, name in ((worms_data, "load_classification"), (health_data, "load_regression")):
+        monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail("tried to download"))
+    with pytest.raises(SystemExit, match="--no-download was given"):
+        script.main(["--data-dir", str(tmp_path), "--no-download", "--device", "cpu",
+                     "--out-dir", str(tmp_path / "run")])

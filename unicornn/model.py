@@ -34,24 +34,44 @@ class DropoutOverTime(nn.Module):
 
 class UnICORNNRecurrence(nn.Module):
     """One layer of independent oscillators: trainable w (``weight_hh``) and c, fixed dt and alpha.
-    Initialised as the 2021 code: w ~ U(0, 1), c ~ U(-0.1, 0.1)."""
+    Initialised as the 2021 code: w ~ U(0, 1), c ~ U(-0.1, 0.1).
+
+    dt and alpha are buffers (float64, in the state_dict), so a saved model describes itself and
+    ``load_state_dict`` restores them; the recurrence reads Python copies, so a forward pass on the
+    GPU never waits for them."""
 
     def __init__(self, nhid, dt, alpha):
         super().__init__()
-        self.dt, self.alpha = float(dt), float(alpha)
         self.weight_hh = nn.Parameter(torch.empty(nhid))
         self.c = nn.Parameter(torch.empty(nhid))
+        self.register_buffer("dt", torch.tensor(float(dt), dtype=torch.float64))
+        self.register_buffer("alpha", torch.tensor(float(alpha), dtype=torch.float64))
+        self._constants = (float(dt), float(alpha))
+        self.register_load_state_dict_post_hook(_reread_constants)
         self.reset_parameters()
 
     def reset_parameters(self):
         nn.init.uniform_(self.weight_hh, 0.0, 1.0)
         nn.init.uniform_(self.c, -0.1, 0.1)
 
+    def _apply(self, fn, recurse=True):
+        """Casts (``.half()``, ``.to(torch.bfloat16)``) move dt and alpha but keep them float64:
+        they are constants of the recurrence, not weights, and must survive a save and load."""
+        super()._apply(fn, recurse)
+        for name, value in zip(("dt", "alpha"), self._constants):
+            self._buffers[name] = torch.tensor(value, dtype=torch.float64, device=self._buffers[name].device)
+        return self
+
     def forward(self, x):
-        return recurrence(x, self.weight_hh, self.c, self.dt, self.alpha)
+        dt, alpha = self._constants
+        return recurrence(x, self.weight_hh, self.c, dt, alpha)
 
     def extra_repr(self):
-        return f"nhid={self.c.numel()}, dt={self.dt}, alpha={self.alpha}"
+        return f"nhid={self.c.numel()}, dt={self._constants[0]}, alpha={self._constants[1]}"
+
+
+def _reread_constants(module, _incompatible_keys):
+    module._constants = (module.dt.item(), module.alpha.item())
 
 
 def per_layer(value, nlayers, name):
@@ -105,4 +125,6 @@ class UnICORNN(nn.Module):
         self.classifier = init_classifier(nn.Linear(nhid, nout))
 
     def forward(self, x):
+        if x.dim() == 3 and x.shape[0] == 0:
+            raise ValueError("the classifier reads the last step: seq_len must be >= 1, got 0")
         return self.classifier(self.stack(x)[-1])

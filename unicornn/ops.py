@@ -68,7 +68,9 @@ def recurrence(x, weight, c, dt, alpha, *, ckpt_every=DEFAULT_CKPT_EVERY, fast_m
     ckpt_every: save the state every that many steps for the backward (None: only the final state,
     as the 2021 code). fast_math: compile the CUDA kernel with --use_fast_math (approximate tanh).
     """
-    check_recurrence_inputs(x, weight, c, dt, alpha)
+    dt, alpha = check_recurrence_inputs(x, weight, c, dt, alpha)
+    if x.numel() == 0:  # an empty batch (as nn.LSTM accepts), N = 0 or no units: nothing to run
+        return (x + 0.0 * (weight + c)).to(x.dtype)  # empty, with zero gradients for weight and c
     if ckpt_every is None:
         ckpt_every = x.shape[0]
     if not isinstance(ckpt_every, int) or ckpt_every < 1:
@@ -80,6 +82,6 @@ def recurrence(x, weight, c, dt, alpha, *, ckpt_every=DEFAULT_CKPT_EVERY, fast_m
     if x.device.type not in ("cpu", "cuda"):
         raise ValueError(f"recurrence runs on 'cpu' or 'cuda' tensors, got device {x.device}")
     compute = torch.float64 if wide else torch.float32
-    y, _ = _forward(x.to(compute), weight.to(compute), c.to(compute), float(dt), float(alpha),
-                    ckpt_every, bool(fast_math))
+    y, _ = _forward(x.to(compute), weight.to(compute), c.to(compute), dt, alpha, ckpt_every,
+                    bool(fast_math))
     return y.to(x.dtype)

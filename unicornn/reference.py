@@ -16,7 +16,7 @@ from .validation import check_recurrence_inputs
 
 def reference_recurrence(x, weight, c, dt, alpha):
     """x: (N, batch, hidden); weight, c: (hidden,); dt > 0, alpha >= 0 floats -> y: (N, batch, hidden)."""
-    check_recurrence_inputs(x, weight, c, dt, alpha, allow_any_dtype=True)
+    dt, alpha = check_recurrence_inputs(x, weight, c, dt, alpha, allow_any_dtype=True)
     s = dt * torch.sigmoid(c)
     y = x.new_zeros(x.shape[1:])
     z = x.new_zeros(x.shape[1:])
@@ -26,4 +26,4 @@ def reference_recurrence(x, weight, c, dt, alpha):
         z = z - s * (torch.tanh(weight * y + x_t) + alpha * y)
         y = y + s * z
         outputs.append(y)
-    return torch.stack(outputs)
+    return torch.stack(outputs) if outputs else (x + 0.0 * (weight + c)).to(x.dtype)  # N = 0: empty

@@ -36,7 +36,9 @@ class Batches:
 
 def split_off_valid(inputs, targets, valid_size, seed):
     """{"train", "valid"} -> (inputs, targets): a ``random_split`` of the items with a generator
-    seeded ``seed``, ``valid_size`` of them for validation (the 2021 code's split of the training set)."""
+    seeded ``seed``, ``valid_size`` of them for validation. This is the 2021 code's method (a
+    random_split of the training set) but not its drawn indices: those came from the script's global
+    RNG and were not published, so our valid set is a different (seeded, reproducible) draw."""
     n = len(inputs)
     if not 0 < valid_size < n:
         raise SystemExit(f"--valid-size {valid_size} must be between 1 and {n - 1}")
