@@ -153,7 +153,8 @@ def parse_with_given(parser, argv):
     return args, given
 
 
-def _flag(parser, dest):
+def flag_for(parser, dest):
+    """The long option string of ``dest`` (e.g. 'reduce_point' -> '--reduce-point')."""
     for action in parser._actions:
         if action.dest == dest and action.option_strings:
             return max(action.option_strings, key=len)
@@ -219,7 +220,7 @@ def _resumed_args(parser, args, given, experiment, task):
                if getattr(args, name) != saved[name]]
     if changed:
         parser.error("a resumed run keeps its arguments; these differ from the run's: " + ", ".join(
-            f"{_flag(parser, n)} {getattr(args, n)} (run: {saved[n]})" for n in changed)
+            f"{flag_for(parser, n)} {getattr(args, n)} (run: {saved[n]})" for n in changed)
             + f". Start a new run (--out-dir) to change them; with --resume only --epochs, "
               "--device and --no-progress may change.")
     resumed = argparse.Namespace(**saved)

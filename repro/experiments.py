@@ -1,0 +1,48 @@
+"""The five experiments by name: where each one's train.py lives, how its runs are told apart
+(healthcare has two tasks) and which validation value a sweep optimises. Sweeps and the report
+reach the experiments only through this table."""
+import importlib
+
+MODULES = {"psMNIST": "psMNIST.train", "noisy_cifar": "noisy_cifar.train",
+           "eigenworms": "eigenworms.train", "healthcare": "healthcare.train", "imdb": "imdb.train"}
+# what a run's flags never change about its result (where it runs, where files go)
+NOT_A_SETTING = {"seed", "device", "out_dir", "resume", "no_progress", "data_dir", "cache_dir",
+                 "download", "experiment", "task"}
+
+
+def train_module(experiment):
+    if experiment not in MODULES:
+        raise SystemExit(f"unknown experiment {experiment!r}; one of {', '.join(MODULES)}")
+    return importlib.import_module(MODULES[experiment])
+
+
+def parser_for(experiment, argv=()):
+    """The experiment's train.py parser (healthcare's defaults depend on --name in argv)."""
+    module = train_module(experiment)
+    if experiment == "healthcare":
+        return module.build_parser(module.task_name(list(argv)))
+    return module.build_parser()
+
+
+def paper_defaults(experiment, task):
+    """The arguments a train.py run of ``task`` gets with no flags (the paper's set-up)."""
+    module = train_module(experiment)
+    argv = ["--name", task.split("_", 1)[1]] if experiment == "healthcare" else []
+    args = parser_for(experiment, argv).parse_args(argv)
+    derive = getattr(module, "derive_defaults", None)
+    return derive(args) if derive else args
+
+
+def validation_metric(experiment, args):
+    """(log column, "max" | "min") that model selection (and a sweep) optimises."""
+    if experiment == "healthcare":
+        return f"valid_{args.name}_RMSE", "min"
+    return "valid_accuracy", "max"
+
+
+def metric(experiment, task):
+    """The experiment's Metric (name, direction, the paper's test value) for ``task``."""
+    module = train_module(experiment)
+    if experiment == "healthcare":
+        return module.metric_of(task.split("_", 1)[1])
+    return module.METRIC
