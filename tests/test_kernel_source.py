@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from unicornn import KERNEL_SOURCE
-from unicornn.cuda_kernel import nvrtc_options
+from unicornn.cuda_kernel import PREFETCH_DEPTHS, nvrtc_options
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -47,14 +47,21 @@ def compile_to_ptx(source, options):
     return result["ptx"], result["log"]
 
 
+@pytest.mark.parametrize("prefetch", PREFETCH_DEPTHS)
 @pytest.mark.parametrize("fast_math", [False, True])
 @pytest.mark.parametrize("arch", ["compute_80", "compute_90"])
-def test_kernel_source_compiles_with_nvrtc(arch, fast_math):
-    ptx, log = compile_to_ptx(KERNEL_SOURCE, (f"--gpu-architecture={arch}",) + nvrtc_options(fast_math))
+def test_kernel_source_compiles_with_nvrtc(arch, fast_math, prefetch):
+    ptx, log = compile_to_ptx(KERNEL_SOURCE, (f"--gpu-architecture={arch}",) + nvrtc_options(fast_math, prefetch))
     assert ".entry unicornn_forward" in ptx and ".entry unicornn_backward" in ptx
     assert "warning" not in log.lower(), log
     # exact tanh by default: fast-math's approximate tanh instruction only when asked for
     assert ("tanh.approx" in ptx) == fast_math
+
+
+def test_kernel_source_compiles_without_the_prefetch_flag():
+    """The source defines its default depth itself (#ifndef PREFETCH)."""
+    ptx, _ = compile_to_ptx(KERNEL_SOURCE, ("--gpu-architecture=compute_90", "--std=c++14"))
+    assert ".entry unicornn_forward" in ptx
 
 
 def test_compile_errors_are_reported():
@@ -63,7 +70,8 @@ def test_compile_errors_are_reported():
 
 
 def test_single_kernel_source_in_repository():
-    hits = [p for p in REPO.rglob("*") if p.suffix in {".py", ".cu", ".cuh", ".sh"}
-            and ".venv" not in p.parts and "__global__" in p.read_text(errors="ignore")
-            and not p.name.startswith("test_")]
+    """Outside tests/ (toy kernels, the emulator's shim), only kernel_source.py holds CUDA kernels."""
+    hits = [p for p in REPO.rglob("*") if p.suffix in {".py", ".cu", ".cuh", ".sh", ".cpp", ".h"}
+            and not {".venv", "tests"} & set(p.relative_to(REPO).parts)
+            and "__global__" in p.read_text(errors="ignore")]
     assert [p.relative_to(REPO).as_posix() for p in hits] == ["unicornn/kernel_source.py"]

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO
 
-LIBRARY_MAY_IMPORT = {"torch", "numpy", "cupy", "numba"}
+LIBRARY_MAY_IMPORT = {"torch", "numpy", "cupy", "numba", "llvmlite"}  # llvmlite: Numba's own backend
 SHIPPED = ["unicornn", "repro", "psMNIST", "noisy_cifar", "eigenworms", "healthcare", "imdb", "benchmarks"]
 
 

@@ -1,13 +1,21 @@
 """The CPU path of ``recurrence`` against the autograd reference and float64, forward and all
-gradients, on fresh random inputs."""
+gradients, on fresh random inputs; both CPU implementations (the compiled loops and the PyTorch
+loop they fall back to) are held to the same bounds."""
 import pytest
 import torch
 
 from conftest import max_rel_errs, outputs_and_grads, random_problem
-from unicornn import recurrence, reference_recurrence
-from unicornn import ops
+from unicornn import cpu_path, ops, recurrence, reference_recurrence
 
 PAPER_SETTINGS = [(0.19, 30.65), (0.126, 13.0), (0.011, 9.0), (0.0343, 0.0)]
+
+
+@pytest.fixture(params=["compiled", "vectorised"])
+def cpu_impl(request, monkeypatch):
+    """Run the test on the compiled CPU path (Numba, a dependency: it must load) and on the
+    PyTorch loop it falls back to."""
+    monkeypatch.setattr(cpu_path, "IMPLEMENTATION", request.param)
+    return request.param
 
 
 def fast(dt, alpha, **kw):
@@ -19,9 +27,9 @@ def ref(dt, alpha):
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1), (1, 3, 5), (7, 1, 1), (64, 1, 33), (50, 2, 31),
-                                   (129, 3, 65), (784, 2, 37), (1000, 3, 17)])
+                                   (129, 3, 65), (784, 2, 37), (1000, 3, 17), (40, 9, 300)])
 @pytest.mark.parametrize("dt,alpha", PAPER_SETTINGS)
-def test_float32_matches_float64_reference(shape, dt, alpha):
+def test_float32_matches_float64_reference(shape, dt, alpha, cpu_impl):
     problem = random_problem(*shape, seed=hash((shape, dt)) % 10_000)
     truth = outputs_and_grads(ref(dt, alpha), *problem, torch.float64)
     ours = outputs_and_grads(fast(dt, alpha), *problem, torch.float32)
@@ -36,7 +44,7 @@ def test_float32_matches_float64_reference(shape, dt, alpha):
 
 @pytest.mark.parametrize("ckpt_every", [None, 1, 2, 7, 64, 1000])
 @pytest.mark.parametrize("n", [1, 5, 64, 130])
-def test_float64_equals_reference_for_every_chunking(n, ckpt_every):
+def test_float64_equals_reference_for_every_chunking(n, ckpt_every, cpu_impl):
     """In float64 the reconstruction is exact to rounding, whatever the checkpoint spacing."""
     problem = random_problem(n, 2, 9, seed=n)
     truth = outputs_and_grads(ref(0.19, 30.65), *problem, torch.float64)
@@ -44,7 +52,7 @@ def test_float64_equals_reference_for_every_chunking(n, ckpt_every):
     assert max(max_rel_errs(ours, truth)) <= 1e-12
 
 
-def test_gradcheck_float64():
+def test_gradcheck_float64(cpu_impl):
     x, w, c, _ = random_problem(6, 2, 3, seed=1)
     inputs = tuple(t.double().requires_grad_() for t in (x, w, c))
     assert torch.autograd.gradcheck(lambda *a: recurrence(*a, 0.3, 2.0, ckpt_every=4), inputs)
@@ -60,21 +68,21 @@ def test_gradcheck_float64():
     # checkpoints every 64 steps 6e-6 to 7e-5. Bounds are about 2x the worst measured value.
     (17984, 0.0343, 0.0, 2e-2, 1.5e-4),
 ])
-def test_long_sequences(n, dt, alpha, bound_none, bound_default, capsys):
+def test_long_sequences(n, dt, alpha, bound_none, bound_default, capsys, cpu_impl):
     problem = random_problem(n, 4, 16, seed=7, x_scale=0.3, last_step_loss=True)
     truth = outputs_and_grads(fast(dt, alpha, ckpt_every=1), *problem, torch.float64)
     errs_none = max_rel_errs(outputs_and_grads(fast(dt, alpha, ckpt_every=None), *problem,
                                                torch.float32), truth)
     errs_default = max_rel_errs(outputs_and_grads(fast(dt, alpha), *problem, torch.float32), truth)
     with capsys.disabled():
-        print(f"\nN={n}: rel. errors [y, dx, dw, dc] vs float64: final state only "
+        print(f"\n{cpu_impl} N={n}: rel. errors [y, dx, dw, dc] vs float64: final state only "
               f"{['%.1e' % e for e in errs_none]}, every {ops.DEFAULT_CKPT_EVERY} steps "
               f"{['%.1e' % e for e in errs_default]}")
     assert max(errs_none) <= bound_none
     assert max(errs_default) <= bound_default
 
 
-def test_non_contiguous_inputs():
+def test_non_contiguous_inputs(cpu_impl):
     x, w, c, gy = random_problem(40, 6, 10, seed=3)
     x_strided = x.transpose(0, 1).contiguous().transpose(0, 1)[:, ::2]  # (40, 3, 10), strided
     w_strided = torch.stack([w, w], 1)[:, 0]
@@ -107,7 +115,7 @@ def test_autocast_bfloat16_model_layer():
 def test_custom_op_registration():
     """Schema, fake (meta) implementation and autograd wiring, as torch.compile needs them."""
     x, w, c, _ = random_problem(9, 2, 5, seed=5)
-    args = (x.requires_grad_(), w.requires_grad_(), c.requires_grad_(), 0.2, 3.0, 4, False)
+    args = (x.requires_grad_(), w.requires_grad_(), c.requires_grad_(), 0.2, 3.0, 4, False, 16)
     torch.library.opcheck(ops._forward, args)
 
 

@@ -1,5 +1,8 @@
 """The recurrence on the CPU without autograd: the same algorithm as the CUDA kernel
-(``kernel_source.py``), vectorised over the (batch, hidden) columns and looped over time.
+(``kernel_source.py``). ``forward`` and ``backward`` run the compiled loops of ``cpu_compiled``
+(Numba); without Numba they fall back, with a one-line warning, to the PyTorch loop here
+(``forward_vectorised``, ``backward_vectorised``: vectorised over the (batch, hidden) columns,
+a dozen PyTorch calls per time step), which stays as the baseline the benchmark compares against.
 
 The forward pass keeps only the outputs y and the states (y, z) at the end of every chunk of
 ``ckpt_every`` steps. The backward pass reconstructs the hidden states backwards in time by
@@ -10,6 +13,8 @@ inverting the symplectic Euler step (paper Sec. 3),
 restarting from the saved state at each chunk end, so its memory is O(batch * hidden) beyond the
 gradients. All updates are in place on (batch, hidden) buffers to keep the Python loop cheap.
 """
+import warnings
+
 import torch
 
 
@@ -30,7 +35,7 @@ def _compensated_add(total, step, lost, out=None):
 
 
 @torch.no_grad()
-def forward(x, weight, c, dt, alpha, ckpt_every):
+def forward_vectorised(x, weight, c, dt, alpha, ckpt_every):
     """x: (N, B, H) -> (y: (N, B, H), states: (n_chunks, 2, B, H))."""
     n_steps = x.shape[0]
     s = dt * torch.sigmoid(c)
@@ -58,7 +63,7 @@ def forward(x, weight, c, dt, alpha, ckpt_every):
 
 
 @torch.no_grad()
-def backward(x, weight, c, states, grad_y, dt, alpha, ckpt_every):
+def backward_vectorised(x, weight, c, states, grad_y, dt, alpha, ckpt_every):
     """Gradients of the loss w.r.t. x (N, B, H), weight (H,) and c (H,), given dL/dy (N, B, H)."""
     n_steps = x.shape[0]
     sig = torch.sigmoid(c)
@@ -92,3 +97,48 @@ def backward(x, weight, c, states, grad_y, dt, alpha, ckpt_every):
             ay.add_(s_az, alpha=-alpha)
     grad_c = gs.sum(0) * dt * sig * (1.0 - sig)
     return grad_x, gw.sum(0), grad_c
+
+
+_compiled = []  # [module or None], decided on first use
+# "compiled" or "vectorised" forces an implementation (benchmarks, debugging); None: compiled when
+# Numba can build it here, else vectorised.
+IMPLEMENTATION = None
+
+
+def compiled_path():
+    """``cpu_compiled`` if Numba imports and compiles it here, else None (warned once)."""
+    if not _compiled:
+        try:
+            from . import cpu_compiled
+            x = torch.zeros(2, 1, 1)
+            y, states = cpu_compiled.forward(x, x[0, 0], x[0, 0], 0.1, 1.0, 1)  # compiles or loads
+            cpu_compiled.backward(x, x[0, 0], x[0, 0], states, y, 0.1, 1.0, 1)
+            _compiled.append(cpu_compiled)
+        except Exception as err:  # Numba missing, or it cannot compile for this machine
+            warnings.warn(f"unicornn: the compiled CPU path is unavailable ({type(err).__name__}: {err}); "
+                          "using the slower PyTorch loop (pip install numba)", RuntimeWarning, stacklevel=3)
+            _compiled.append(None)
+    return _compiled[0]
+
+
+def _compiled_or_none():
+    if IMPLEMENTATION not in (None, "compiled", "vectorised"):
+        raise ValueError(f"cpu_path.IMPLEMENTATION must be None, 'compiled' or 'vectorised', got {IMPLEMENTATION!r}")
+    if IMPLEMENTATION == "vectorised":
+        return None
+    impl = compiled_path()
+    if impl is None and IMPLEMENTATION == "compiled":
+        raise RuntimeError("cpu_path.IMPLEMENTATION = 'compiled' but Numba cannot build the compiled path here")
+    return impl
+
+
+def forward(x, weight, c, dt, alpha, ckpt_every):
+    """x: (N, B, H) -> (y: (N, B, H), states: (n_chunks, 2, B, H))."""
+    impl = _compiled_or_none()
+    return (impl.forward if impl else forward_vectorised)(x, weight, c, dt, alpha, ckpt_every)
+
+
+def backward(x, weight, c, states, grad_y, dt, alpha, ckpt_every):
+    """Gradients w.r.t. x (N, B, H), weight (H,), c (H,) by reconstructing states backwards."""
+    impl = _compiled_or_none()
+    return (impl.backward if impl else backward_vectorised)(x, weight, c, states, grad_y, dt, alpha, ckpt_every)
