@@ -25,7 +25,7 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from unicornn import cpu_path, cuda_kernel, recurrence, reference_recurrence  # noqa: E402
+from unicornn import DEFAULT_CKPT_EVERY, cpu_path, cuda_kernel, recurrence, reference_recurrence  # noqa: E402
 
 DEFAULT_SIZES = ["1000,128,256", "2000,128,256", "784,32,256", "1000,256,512"]
 
@@ -208,7 +208,7 @@ def main(argv=None):
         for name, run in layer_runners(n, batch, hidden, device, args.prefetch).items():
             repeats = args.repeats if name not in ("autograd_loop", "cpu_vectorised") else max(3, args.repeats // 5)
             row[name] = {"ms": 1e3 * timed(run, device, repeats), "peak_bytes": peak_memory(run, device)}
-        chunks = -(-n // cuda_kernel.DEFAULT_CKPT_EVERY)
+        chunks = -(-n // DEFAULT_CKPT_EVERY)
         row["output_bytes"] = 4 * batch * hidden * (2 * n + 2 * chunks)  # y, dL/dx, chunk states
         if bandwidth:
             row["bytes_floor_ms"] = 1e3 * 5 * n * batch * hidden * 4 / bandwidth

@@ -10,13 +10,15 @@ Each thread runs until it reaches a barrier, in thread order, which exposes a mi
 read of data not written yet. Shared memory (static ``__shared__`` and dynamic
 ``extern __shared__``) is filled with NaN bytes before every block, so reading it before writing
 shows. A barrier that can never be released (divergent ``__syncthreads``, a warp collective whose
-mask names an exited lane) fails the launch with a message instead of hanging.
+mask names an exited lane) fails the launch with a message instead of hanging, and so does a memory
+access that faults (``fenced_empty`` allocates buffers between inaccessible pages).
 
 ``double=True`` maps ``float`` to ``double`` and ``tanhf``/``expf``/... to their double forms, to
 separate logic errors (which survive) from float32 rounding (which does not).
 """
 import ctypes
 import hashlib
+import mmap
 import pathlib
 import re
 import shutil
@@ -33,6 +35,8 @@ SHIM = r"""
 #include <stdlib.h>
 #include <stdio.h>
 #include <ucontext.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <algorithm>
 #include <functional>
 #include <string>
@@ -134,8 +138,42 @@ static bool release_barriers(int n) {
 
 void poison_shared_memory();
 
+// A load or store outside the mapped memory (the test's buffers have inaccessible pages on both
+// sides) jumps back here and fails the launch, instead of killing the process.
+static sigjmp_buf fault_return;
+static void* fault_address;
+static void on_fault(int, siginfo_t* info, void*) {
+    fault_address = info->si_addr;
+    siglongjmp(fault_return, 1);
+}
+
+static int run_blocks(dim3 grid, dim3 block, size_t shared_bytes, std::function<void()> kernel);
+
 static int run_grid(dim3 grid, dim3 block, size_t shared_bytes, std::function<void()> kernel) {
     error.clear();
+    struct sigaction action, old_segv, old_bus;
+    memset(&action, 0, sizeof(action));
+    action.sa_sigaction = on_fault;
+    action.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigaction(SIGSEGV, &action, &old_segv);
+    sigaction(SIGBUS, &action, &old_bus);
+    int status;
+    if (sigsetjmp(fault_return, 1) == 0) {
+        status = run_blocks(grid, block, shared_bytes, kernel);
+    } else {
+        char message[200];
+        snprintf(message, sizeof(message), "out-of-bounds memory access at %p by block (%u, %u, %u) "
+                 "thread (%u, %u, %u)", fault_address, blockIdx.x, blockIdx.y, blockIdx.z,
+                 threadIdx.x, threadIdx.y, threadIdx.z);
+        fail(message);
+        status = 1;
+    }
+    sigaction(SIGSEGV, &old_segv, nullptr);
+    sigaction(SIGBUS, &old_bus, nullptr);
+    return status;
+}
+
+static int run_blocks(dim3 grid, dim3 block, size_t shared_bytes, std::function<void()> kernel) {
     gridDim = grid;
     blockDim = block;
     const int n = (int)(block.x * block.y * block.z);
@@ -360,6 +398,25 @@ class EmulatedModule:
         grid, block = tuple(grid) + (1,) * (3 - len(grid)), tuple(block) + (1,) * (3 - len(block))
         if function(*grid, *block, ctypes.c_ulong(shared_bytes), *converted) != 0:
             raise RuntimeError(f"emulated {name} failed: {self.library.emu_last_error().decode()}")
+
+
+_PAGE = mmap.PAGESIZE
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+
+
+def fenced_empty(numel, dtype):
+    """An uninitialised 1-D CPU tensor that ends exactly where an inaccessible page begins and has
+    one before it too (less than a page of accessible slack in front): a kernel that reads or
+    writes past its end fails the launch with "out-of-bounds memory access"."""
+    nbytes = numel * torch.empty((), dtype=dtype).element_size()
+    body = -(-max(nbytes, 1) // _PAGE) * _PAGE
+    region = mmap.mmap(-1, body + 2 * _PAGE)
+    start = ctypes.addressof(ctypes.c_char.from_buffer(region))
+    for page in (start, start + _PAGE + body):
+        if _libc.mprotect(ctypes.c_void_p(page), _PAGE, 0) != 0:  # PROT_NONE
+            raise OSError(ctypes.get_errno(), "mprotect failed")
+    return torch.frombuffer(region, dtype=dtype, count=numel, offset=_PAGE + body - nbytes)
 
 
 _BUILD_DIR = pathlib.Path(tempfile.gettempdir()) / "unicornn-kernel-emulator"

@@ -1,4 +1,6 @@
-"""The speed benchmark runs end to end (on the CPU here) and writes its table, JSON and figure."""
+"""The speed benchmark runs end to end on the CPU (compiled path beside the PyTorch-loop baseline)
+and writes its table, JSON and figure; its GPU table and figure are checked on synthetic rows, so a
+formatting error cannot waste GPU time."""
 import json
 
 from benchmarks import speed
@@ -9,8 +11,28 @@ def test_speed_benchmark_writes_json_and_plot(tmp_path, capsys):
     speed.main(["--device", "cpu", "--sizes", "30,2,8", "12,1,3", "--repeats", "2",
                 "--out", str(out), "--plot", str(png)])
     report = json.loads(out.read_text())
-    assert report["card"] == "CPU" and len(report["results"]) == 2
+    assert report["card"] == "CPU" and len(report["results"]) == 2 and report["threads"] >= 1
     for row in report["results"]:
-        assert all(row[k]["ms"] > 0 for k in ("unicornn", "autograd_loop", "lstm"))
+        assert all(row[k]["ms"] > 0 for k in ("cpu_compiled", "cpu_vectorised", "autograd_loop", "lstm"))
     assert png.stat().st_size > 1000
-    assert "LSTM/ours" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "old/ours" in printed and "LSTM/ours" in printed
+
+
+def test_gpu_table_and_figure_on_synthetic_rows(tmp_path, capsys):
+    rows = []
+    for n, ms in ((1000, 0.5), (784, 0.3)):
+        row = {"N": n, "batch": 32, "hidden": 256, "bytes_floor_ms": 0.2, "output_bytes": 10 ** 6}
+        for k in (1, 2, 4, 8, 16):
+            row[f"kernel_K{k}"] = {"ms": ms * (1 + 1 / k), "peak_bytes": 2 * 10 ** 6}
+        row["lstm"] = {"ms": 50.0, "peak_bytes": 10 ** 8}
+        row["autograd_loop"] = {"ms": 300.0, "peak_bytes": 10 ** 9}
+        rows.append(row)
+    attributes = {k: {"unicornn_forward": {"num_regs": 40, "local_size_bytes": 0},
+                      "unicornn_backward": {"num_regs": 60, "local_size_bytes": 8}} for k in (1, 16)}
+    speed.print_table(rows, "NVIDIA H100", attributes)
+    printed = capsys.readouterr().out
+    assert "kernel_K16" in printed and "ours/floor" in printed and "K=16" in printed and "8 B local" in printed
+    assert speed.ours(rows[0]) == ("kernel_K16", 0.5 * (1 + 1 / 16))
+    speed.plot(rows, "NVIDIA H100", tmp_path / "gpu.png")
+    assert (tmp_path / "gpu.png").stat().st_size > 1000

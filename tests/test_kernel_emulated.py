@@ -6,8 +6,8 @@ launched through the same plans as the CuPy launcher (``cuda_kernel.forward_plan
   cannot hide behind rounding;
 - the float32 build, as on the GPU, stays within the core tests' bounds, and every K gives the same
   bits as K = 1 and as the kernel before prefetching (a saved artifact);
-- outputs and inputs lie between NaN guard zones: a write out of bounds, a read out of bounds or an
-  output element left unwritten fails;
+- outputs and inputs lie between guard zones (NaN before, an inaccessible page after): a write or a
+  read out of bounds or an output element left unwritten fails;
 - the emulator itself is tested on toy kernels that need shared memory, barriers, warp collectives
   and atomics, and it catches a deleted ``__syncthreads``.
 
@@ -49,9 +49,10 @@ PAYLOAD = {torch.float32: (torch.int32, 0x7FC0BEEF), torch.float64: (torch.int64
 
 
 class Guarded:
-    """Allocates tensors in the middle of buffers whose other elements hold a NaN with a payload of
-    its own: a kernel's out-of-bounds write changes those bits, an out-of-bounds read brings a NaN
-    into its results, and an output element it never writes stays NaN."""
+    """Allocates tensors that end where an inaccessible page begins (an access past the end stops
+    the launch) and start after GUARD elements holding a NaN with a payload of its own: a write
+    before the start changes those bits, a read before it brings a NaN into the results, and an
+    output element the kernel never writes stays NaN."""
 
     def __init__(self):
         self.buffers = []
@@ -59,9 +60,10 @@ class Guarded:
     def empty(self, shape, dtype, device="cpu"):
         numel = int(np.prod(shape))
         bits_dtype, payload = PAYLOAD[dtype]
-        base = torch.full((numel + 2 * GUARD,), payload, dtype=bits_dtype).view(dtype)
+        base = emulator.fenced_empty(numel + GUARD, dtype)
+        base.view(bits_dtype).fill_(payload)
         self.buffers.append((base, numel))
-        return base[GUARD:GUARD + numel].view(shape)
+        return base[GUARD:].view(shape)
 
     def place(self, tensor):
         out = self.empty(tensor.shape, tensor.dtype)
@@ -69,10 +71,9 @@ class Guarded:
         return out
 
     def check(self, outputs):
-        for base, numel in self.buffers:
+        for base, _ in self.buffers:
             bits_dtype, payload = PAYLOAD[base.dtype]
-            guards = torch.cat([base[:GUARD], base[GUARD + numel:]]).view(bits_dtype)
-            assert torch.all(guards == payload), "the kernel wrote outside a buffer"
+            assert torch.all(base[:GUARD].view(bits_dtype) == payload), "the kernel wrote before a buffer"
         for t in outputs:
             assert not torch.isnan(t).any(), "an output element was not written (or a NaN was read)"
 
@@ -266,6 +267,18 @@ def test_warp_collectives_dynamic_shared_memory_and_atomics():
     assert torch.equal(ballots, bits.int())
     assert torch.equal(first, warps[:, :1].expand(-1, 32).reshape(-1))
     assert torch.allclose(butterfly, warps.sum(1, keepdim=True).expand(-1, 32).reshape(-1), atol=1e-5)
+
+
+def test_an_out_of_bounds_read_fails_the_launch():
+    reads_past = r"""
+    extern "C" __global__ void reads_past(const float* x, float* out, int n) {
+        const int i = blockIdx.x * blockDim.x + threadIdx.x;
+        if (i <= n) out[i % n] = x[i];   // i == n reads one element past the end
+    }"""
+    x, out = emulator.fenced_empty(64, torch.float32), emulator.fenced_empty(64, torch.float32)
+    with pytest.raises(RuntimeError, match="out-of-bounds memory access"):
+        emulator.build(reads_past).launch("reads_past", (3,), (32,), (x, out, np.int32(64)))
+    emulator.build(reads_past).launch("reads_past", (2,), (32,), (x, out, np.int32(64)))  # still usable
 
 
 def test_barrier_misuse_fails_instead_of_hanging():

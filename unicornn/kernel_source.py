@@ -20,14 +20,22 @@ reconstruction accumulates over very long sequences.
 
 Gradients of w and c are written per column (shape (batch, hidden)) and summed over the batch by
 the caller, so no atomics are needed and the result is deterministic.
+
+Speed: a thread's steps depend on each other, so each step would wait for its own load of x (and
+dL/dy). Both kernels therefore issue the loads for the next PREFETCH steps before they are needed:
+a ring of PREFETCH registers, refilled PREFETCH steps ahead as each step consumes its value (the
+unrolled loop keeps every index static, so the ring stays in registers). PREFETCH is a compile-time
+constant (NVRTC -DPREFETCH=K; 16 when not given); the arithmetic does not depend on it, so every K
+computes the same bits as K = 1, which computes what the kernel did before prefetching. Chunk ends
+are tracked with countdowns instead of a modulo per step.
 """
 
 KERNEL_SOURCE = r"""
-__device__ __forceinline__ float sigmoid_exact(float v) { return 1.0f / (1.0f + expf(-v)); }
+#ifndef PREFETCH
+#define PREFETCH 16
+#endif
 
-__device__ __forceinline__ bool is_chunk_end(int t, int n_steps, int ckpt_every) {
-    return (t + 1) % ckpt_every == 0 || t == n_steps - 1;
-}
+__device__ __forceinline__ float sigmoid_exact(float v) { return 1.0f / (1.0f + expf(-v)); }
 
 // total + increment with Kahan summation: the state moves by O(s) per step, so a plain float32
 // sum drops the low bits of every increment, a drift that dominates the error over 10^4 steps.
@@ -52,17 +60,33 @@ extern "C" __global__ void unicornn_forward(
     const int unit = col % hidden;
     const float w = weight[unit];
     const float s = dt * sigmoid_exact(c[unit]);
+    const float* __restrict__ x_col = x + col;
+    float* __restrict__ y_col = y + col;
+    float* __restrict__ state_col = states + col;
     float hy = 0.0f, hz = 0.0f;
     float hy_lost = 0.0f, hz_lost = 0.0f;   // Kahan compensation of the two state sums
-    for (int t = 0; t < n_steps; ++t) {
-        const size_t at = (size_t)t * n_cols + col;
-        hz = compensated_add(hz, -s * (tanhf(w * hy + x[at]) + alpha * hy), hz_lost);
-        hy = compensated_add(hy, s * hz, hy_lost);
-        y[at] = hy;
-        if (is_chunk_end(t, n_steps, ckpt_every)) {
-            const size_t k = (size_t)(t / ckpt_every) * 2 * n_cols + col;
-            states[k] = hy;
-            states[k + n_cols] = hz;
+    int to_chunk_end = ckpt_every;           // steps until the next saved state
+
+    float ahead[PREFETCH];                   // x of steps t0 .. t0 + PREFETCH - 1
+#pragma unroll
+    for (int k = 0; k < PREFETCH; ++k) ahead[k] = k < n_steps ? x_col[(size_t)k * n_cols] : 0.0f;
+    for (int t0 = 0; t0 < n_steps; t0 += PREFETCH) {
+#pragma unroll
+        for (int k = 0; k < PREFETCH; ++k) {
+            const int t = t0 + k;
+            if (t < n_steps) {
+                const float x_t = ahead[k];
+                if (t + PREFETCH < n_steps) ahead[k] = x_col[(size_t)(t + PREFETCH) * n_cols];
+                hz = compensated_add(hz, -s * (tanhf(w * hy + x_t) + alpha * hy), hz_lost);
+                hy = compensated_add(hy, s * hz, hy_lost);
+                y_col[(size_t)t * n_cols] = hy;
+                if (--to_chunk_end == 0 || t == n_steps - 1) {
+                    const size_t k_state = (size_t)(t / ckpt_every) * 2 * n_cols;
+                    state_col[k_state] = hy;
+                    state_col[k_state + n_cols] = hz;
+                    to_chunk_end = ckpt_every;
+                }
+            }
         }
     }
 }
@@ -85,30 +109,58 @@ extern "C" __global__ void unicornn_backward(
     const float w = weight[unit];
     const float sig = sigmoid_exact(c[unit]);
     const float s = dt * sig;
+    const float s_alpha = s * alpha;   // per-unit constants, hoisted out of the time loop
+    const float* __restrict__ x_col = x + col;
+    const float* __restrict__ grad_y_col = grad_y + col;
+    const float* __restrict__ state_col = states + col;
+    float* __restrict__ grad_x_col = grad_x + col;
     float hy = 0.0f, hz = 0.0f;   // reconstructed state (y_t, z_t)
     float ay = 0.0f, az = 0.0f;   // adjoints dL/dy_t, dL/dz_t
     float gw = 0.0f, gs = 0.0f;   // dL/dw, dL/ds for this column
-    for (int t = n_steps - 1; t >= 0; --t) {
-        if (is_chunk_end(t, n_steps, ckpt_every)) {
-            const size_t k = (size_t)(t / ckpt_every) * 2 * n_cols + col;
-            hy = states[k];
-            hz = states[k + n_cols];
+    // the backward pass restarts from a saved state at t = N - 1 and at every earlier chunk end
+    int chunk = (n_steps - 1) / ckpt_every;
+    int restart_at = n_steps - 1;
+
+    float x_ahead[PREFETCH], gy_ahead[PREFETCH];   // x and dL/dy of steps t0 .. t0 - PREFETCH + 1
+#pragma unroll
+    for (int k = 0; k < PREFETCH; ++k) {
+        const int t = n_steps - 1 - k;
+        x_ahead[k] = t >= 0 ? x_col[(size_t)t * n_cols] : 0.0f;
+        gy_ahead[k] = t >= 0 ? grad_y_col[(size_t)t * n_cols] : 0.0f;
+    }
+    for (int t0 = n_steps - 1; t0 >= 0; t0 -= PREFETCH) {
+#pragma unroll
+        for (int k = 0; k < PREFETCH; ++k) {
+            const int t = t0 - k;
+            if (t >= 0) {
+                const float x_t = x_ahead[k], gy_t = gy_ahead[k];
+                if (t - PREFETCH >= 0) {
+                    x_ahead[k] = x_col[(size_t)(t - PREFETCH) * n_cols];
+                    gy_ahead[k] = grad_y_col[(size_t)(t - PREFETCH) * n_cols];
+                }
+                if (t == restart_at) {
+                    const size_t k_state = (size_t)chunk * 2 * n_cols;
+                    hy = state_col[k_state];
+                    hz = state_col[k_state + n_cols];
+                    restart_at = chunk * ckpt_every - 1;   // the previous chunk's last step
+                    --chunk;
+                }
+                ay += gy_t;
+                // through y_t = y_{t-1} + s * z_t
+                az += s * ay;
+                gs += ay * hz;
+                hy -= s * hz;                                   // y_{t-1}
+                // through z_t = z_{t-1} - s * f,  f = tanh(w * y_{t-1} + x_t) + alpha * y_{t-1}
+                const float th = tanhf(w * hy + x_t);
+                const float f = th + alpha * hy;
+                hz += s * f;                                    // z_{t-1}
+                gs -= az * f;
+                const float gx = -s * az * (1.0f - th * th);    // tanh' = 1 - tanh^2
+                grad_x_col[(size_t)t * n_cols] = gx;
+                gw += gx * hy;
+                ay += gx * w - s_alpha * az;
+            }
         }
-        const size_t at = (size_t)t * n_cols + col;
-        ay += grad_y[at];
-        // through y_t = y_{t-1} + s * z_t
-        az += s * ay;
-        gs += ay * hz;
-        hy -= s * hz;                                   // y_{t-1}
-        // through z_t = z_{t-1} - s * f,  f = tanh(w * y_{t-1} + x_t) + alpha * y_{t-1}
-        const float th = tanhf(w * hy + x[at]);
-        const float f = th + alpha * hy;
-        hz += s * f;                                    // z_{t-1}
-        gs -= az * f;
-        const float gx = -s * az * (1.0f - th * th);    // tanh' = 1 - tanh^2
-        grad_x[at] = gx;
-        gw += gx * hy;
-        ay += gx * w - s * alpha * az;
     }
     grad_w_cols[col] = gw;
     grad_c_cols[col] = gs * dt * sig * (1.0f - sig);   // ds/dc = dt * sigmoid'(c)
