@@ -221,7 +221,7 @@ def _resumed_args(parser, args, given, experiment, task):
     if changed:
         parser.error("a resumed run keeps its arguments; these differ from the run's: " + ", ".join(
             f"{flag_for(parser, n)} {getattr(args, n)} (run: {saved[n]})" for n in changed)
-            + f". Start a new run (--out-dir) to change them; with --resume only --epochs, "
+            + ". Start a new run (--out-dir) to change them; with --resume only --epochs, "
               "--device and --no-progress may change.")
     resumed = argparse.Namespace(**saved)
     for name in RESUMABLE & given:

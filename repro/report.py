@@ -34,6 +34,7 @@ class Run:
     status: str           # "finished", "diverged" or "unfinished"
     task: str
     setting: str
+    devices: tuple        # where it trained (from history.jsonl), e.g. ("cpu",)
 
     @property
     def epochs_done(self):
@@ -53,6 +54,15 @@ def run_status(args, log, summary):
     if summary and summary.get("status") == "finished" and len(log) == args.get("epochs"):
         return "finished"
     return "unfinished"
+
+
+def devices_of(folder):
+    """Device types a run trained on, from the start/resume events of its history.jsonl."""
+    try:
+        events = [json.loads(line) for line in (folder / "history.jsonl").read_text().splitlines()]
+    except (OSError, ValueError):
+        return ()
+    return tuple(sorted({e["device"].split(":")[0] for e in events if "device" in e}))
 
 
 def describe_setting(args, defaults):
@@ -76,7 +86,7 @@ def find_runs(folders):
             log = _read_json(args_file.with_name("log.json"), [])
             summary = _read_json(args_file.with_name("summary.json"))
             runs.append(Run(args_file.parent, args, log, run_status(args, log, summary), task,
-                            describe_setting(args, defaults[task])))
+                            describe_setting(args, defaults[task]), devices_of(args_file.parent)))
     return runs
 
 
@@ -144,8 +154,9 @@ def plot_curves(task, runs, path):
                 for row in run.log:
                     per_epoch[row["epoch"]].append(row[key])
             epochs = sorted(per_epoch)
+            devices = "+".join(sorted({d for r in finished for d in r.devices})) or "?"
             ax.plot(epochs, [statistics.fmean(per_epoch[e]) for e in epochs], color=color,
-                    label=f"ours: {setting} ({len(finished)} runs, mean, min-max band)")
+                    label=f"ours: {setting} ({len(finished)} runs on {devices}, mean, min-max band)")
             ax.fill_between(epochs, [min(per_epoch[e]) for e in epochs], [max(per_epoch[e]) for e in epochs],
                             color=color, alpha=0.25)
             last_epoch = max(last_epoch, epochs[-1])

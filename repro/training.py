@@ -77,7 +77,9 @@ def fit(args, model, train_batches, loss_fn, evaluate, metric, lr_milestones=(),
         raise SystemExit(f"--epochs {args.epochs}: {run.path} has already trained {start_epoch} "
                          f"epochs; pass --epochs {start_epoch} or more")
     run.write_args(args)
-    run.append_history("resume" if checkpoint else "start", after_epoch=start_epoch, epochs=args.epochs)
+    device = next(model.parameters()).device
+    run.append_history("resume" if checkpoint else "start", after_epoch=start_epoch, epochs=args.epochs,
+                       device=str(device))
 
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(lr_milestones), gamma=0.1)
@@ -97,7 +99,6 @@ def fit(args, model, train_batches, loss_fn, evaluate, metric, lr_milestones=(),
     writer = SummaryWriter(str(run.path), purge_step=start_epoch + 1)  # drops events of lost epochs
     n_batches = len(train_batches) if args.max_train_batches is None else \
         min(len(train_batches), args.max_train_batches)
-    device = next(model.parameters()).device
     check_every = FINITE_CHECK_EVERY_CUDA if device.type == "cuda" else 1
     for epoch in range(start_epoch + 1, args.epochs + 1):
         model.train()

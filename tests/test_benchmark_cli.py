@@ -36,3 +36,11 @@ def test_gpu_table_and_figure_on_synthetic_rows(tmp_path, capsys):
     assert speed.ours(rows[0]) == ("kernel_K16", 0.5 * (1 + 1 / 16))
     speed.plot(rows, "NVIDIA H100", tmp_path / "gpu.png")
     assert (tmp_path / "gpu.png").stat().st_size > 1000
+
+
+def test_train_step_benchmark_runs(tmp_path, capsys, monkeypatch):
+    from benchmarks import train_step
+    monkeypatch.setitem(train_step.SHAPES, "psMNIST", (20, 1, 10, 1782))  # a short sequence, same model
+    rows = train_step.main(["--device", "cpu", "--tasks", "psMNIST", "--steps", "1", "--out", str(tmp_path / "t.json")])
+    assert rows[0]["compiled"] > 0 and rows[0]["vectorised"] > 0
+    assert "epoch (min)" in capsys.readouterr().out

@@ -1,10 +1,12 @@
-"""The CUDA kernel against the reference (run by benchmarks/gpu_check.sh on a GPU machine;
-skipped without CUDA and CuPy)."""
+"""The CUDA kernel against the reference on a real GPU, for every prefetch depth (run by
+benchmarks/gpu_check.sh on a GPU machine; skipped without CUDA and CuPy)."""
 import pytest
 import torch
 
 from conftest import max_rel_errs, outputs_and_grads, random_problem
 from unicornn import UnICORNN, cpu_path, cuda_kernel, recurrence, reference_recurrence
+
+KS = cuda_kernel.PREFETCH_DEPTHS
 
 pytestmark = [
     pytest.mark.gpu,
@@ -25,16 +27,34 @@ def reference(dt, alpha):
     return lambda x, w, c: reference_recurrence(x, w, c, dt, alpha)
 
 
+@pytest.mark.parametrize("prefetch", [1, 16])
 @pytest.mark.parametrize("shape", [(1, 1, 1), (7, 1, 33), (100, 3, 31), (784, 32, 256),
                                    (1000, 30, 128)])
 @pytest.mark.parametrize("dt,alpha", [(0.19, 30.65), (0.126, 13.0), (0.0343, 0.0)])
-def test_kernel_matches_float64_reference(shape, dt, alpha):
+def test_kernel_matches_float64_reference(shape, dt, alpha, prefetch):
     problem = random_problem(*shape, seed=11, device="cuda")
     truth = outputs_and_grads(reference(dt, alpha), *problem, torch.float64)
     ref32 = outputs_and_grads(reference(dt, alpha), *problem, torch.float32)
-    ours = outputs_and_grads(kernel(dt, alpha), *problem, torch.float32)
+    ours = outputs_and_grads(kernel(dt, alpha, prefetch=prefetch), *problem, torch.float32)
     for mine, theirs in zip(max_rel_errs(ours, truth), max_rel_errs(ref32, truth)):
         assert mine <= max(2e-5, 1.25 * theirs), (mine, theirs)
+
+
+@pytest.mark.parametrize("shape,ckpt_every", [((130, 3, 65), 64), ((333, 5, 70), 7), ((40, 2, 20), None)])
+def test_every_prefetch_depth_gives_the_same_bits(shape, ckpt_every):
+    """As in the emulated tests: prefetching moves loads, never arithmetic."""
+    problem = random_problem(*shape, seed=4, device="cuda")
+    results = {k: outputs_and_grads(kernel(0.19, 30.65, prefetch=k, ckpt_every=ckpt_every), *problem,
+                                    torch.float32) for k in KS}
+    for k in KS[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[k], results[1])), k
+
+
+def test_kernel_attributes_are_reported():
+    for k in KS:
+        attributes = cuda_kernel.function_attributes("cuda", k)
+        assert set(attributes) == {"unicornn_forward", "unicornn_backward"}
+        assert all(a["num_regs"] > 0 and a["local_size_bytes"] >= 0 for a in attributes.values())
 
 
 def test_kernel_long_sequence_error_is_reported(capsys):
@@ -104,7 +124,7 @@ def test_one_compiled_kernel_per_device():
     for index in (0, 1):
         x, w, c, _ = random_problem(20, 2, 8, seed=17, device=f"cuda:{index}")
         assert recurrence(x, w, c, 0.1, 1.0).device.index == index
-    assert {k[0] for k in cuda_kernel._functions} >= {0, 1}
+    assert {key[0] for key in cuda_kernel._functions} >= {0, 1}
 
 
 def test_fast_math_is_opt_in_and_close():

@@ -22,6 +22,7 @@ def write_run(folder, experiment, task, valid, test, status="finished", epochs=N
     (folder / "log.json").write_text(json.dumps(log))
     if status != "unfinished":
         (folder / "summary.json").write_text(json.dumps({"status": status, "epochs": args["epochs"]}))
+    (folder / "history.jsonl").write_text(json.dumps({"event": "start", "device": "cuda:0"}) + "\n")
 
 
 @pytest.fixture
@@ -54,6 +55,13 @@ def test_table_groups_by_setting_and_counts_only_finished_runs(results, tmp_path
     assert "| psMNIST (accuracy) | epochs=3 | 3 | 98.17% ± 1.26 | 97.00% | 99.50% | 98.40% | -0.23 |" in table
     assert table.split("\n", 4)[4] in capsys.readouterr().out
     assert {p.name for p in (tmp_path / "figs").iterdir()} == {"curves-psMNIST.png", "curves-healthcare_HR.png"}
+
+
+def test_runs_know_where_they_trained(results):
+    runs = report.find_runs([results])
+    assert {r.devices for r in runs} == {("cuda",)}
+    (runs[0].path / "history.jsonl").unlink()
+    assert report.devices_of(runs[0].path) == ()
 
 
 def test_the_paper_set_up_is_named_so(tmp_path):

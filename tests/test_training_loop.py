@@ -66,8 +66,8 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pa
     assert len(strict_json(run / "log.json")) == 1
     summary = strict_json(run / "summary.json")
     assert summary["status"] == "diverged" and summary["diverged_in_epoch"] == 2
-    assert [json.loads(line)["event"] for line in (run / "history.jsonl").read_text().splitlines()] == \
-        ["start", "diverged"]
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in history] == ["start", "diverged"] and history[0]["device"] == "cpu"
 
 
 def test_psmnist_with_a_huge_dt_stops_with_advice(tiny_psmnist, tmp_path):
