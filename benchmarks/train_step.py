@@ -27,7 +27,7 @@ SHAPES = {"psMNIST": (784, 1, 10, 1782), "noisy_cifar": (1000, 96, 10, 1600),
 
 
 def step_seconds(task, device, steps):
-    experiment = task.split("_")[0]
+    experiment = experiments.experiment_of(task)
     args = experiments.paper_defaults(experiment, task)
     model = experiments.train_module(experiment).build_model(args).to(device)
     n, features, classes, _ = SHAPES[task]
@@ -74,10 +74,10 @@ def main(argv=None):
     names = variants if device.type == "cpu" else ["kernel"]
     print(f"\nOne training step of the paper's model, median seconds on {device} "
           f"({torch.get_num_threads()} threads, {datetime.date.today()})")
-    print(f"{'task':>14}" + "".join(f"{n:>12}" for n in names) + f"{'epoch (min)':>14}")
+    print(f"{'task':>14}" + "".join(f"{n:>12}" for n in names) + f"{'training s/epoch':>18}")
     for row in rows:
         print(f"{row['task']:>14}" + "".join(f"{row[n]:12.3f}" for n in names)
-              + f"{row[names[0]] * row['batches_per_epoch'] / 60:14.1f}")
+              + f"{row[names[0]] * row['batches_per_epoch']:18.0f}")
     out = pathlib.Path(args.out or ROOT / "benchmarks" / "results" / f"train_step-{device.type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"device": str(device), "date": str(datetime.date.today()),

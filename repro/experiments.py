@@ -10,6 +10,11 @@ NOT_A_SETTING = {"seed", "device", "out_dir", "resume", "no_progress", "data_dir
                  "download", "experiment", "task"}
 
 
+def experiment_of(task):
+    """'healthcare_RR' -> 'healthcare'; every other task is its experiment's name."""
+    return "healthcare" if task.startswith("healthcare_") else task
+
+
 def train_module(experiment):
     if experiment not in MODULES:
         raise SystemExit(f"unknown experiment {experiment!r}; one of {', '.join(MODULES)}")
