@@ -148,8 +148,11 @@ def straight_run(tmp_path_factory):
 def test_a_killed_run_resumes_bit_identically(tmp_path, sig, straight_run):
     command, straight = straight_run
     killed = tmp_path / "killed"
+    # SIGINT is ignored in processes started in the background by a shell (as CI may start this
+    # suite), and Python then never raises KeyboardInterrupt: give the run the default disposition.
     process = subprocess.Popen(command + ["--out-dir", str(killed)], cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                               stderr=subprocess.DEVNULL,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while not (killed / "log.json").exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.01)
