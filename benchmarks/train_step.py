@@ -27,9 +27,8 @@ SHAPES = {"psMNIST": (784, 1, 10, 1782), "noisy_cifar": (1000, 96, 10, 1600),
 
 
 def step_seconds(task, device, steps):
-    experiment = experiments.experiment_of(task)
-    args = experiments.paper_defaults(experiment, task)
-    model = experiments.train_module(experiment).build_model(args).to(device)
+    args = experiments.paper_defaults(task)
+    model = experiments.train_module(experiments.experiment_of(task)).build_model(args).to(device)
     n, features, classes, _ = SHAPES[task]
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, args.batch, features, generator=g).to(device)

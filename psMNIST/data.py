@@ -40,10 +40,12 @@ def paper_permutation():
     return torch.randperm(784)
 
 
-def idx_problem(data, kind):
-    """None if ``data`` (the bytes of an idx file) is a valid MNIST file of ``kind``, else what is wrong."""
-    if len(data) < 8:
-        return f"{len(data)} bytes is too short for an idx file"
+def idx_problem(data, kind, size=None):
+    """None if ``data`` (the bytes of an idx file, or its first bytes when ``size`` gives the file's
+    length) is a valid MNIST file of ``kind``, else what is wrong."""
+    size = len(data) if size is None else size
+    if size < 8:
+        return f"{size} bytes is too short for an idx file"
     if data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         return "not an idx file of unsigned bytes (the first bytes should be 00 00 08)"
     ndim = data[3]
@@ -57,8 +59,8 @@ def idx_problem(data, kind):
     if kind == IMAGES and dims[1:] != [28, 28]:
         return f"holds images of {dims[1]}x{dims[2]} pixels, expected 28x28"
     expected = header + int(np.prod(dims))
-    if len(data) != expected:
-        return f"has {len(data)} bytes but its header ({dims}) needs {expected}: it is truncated or padded"
+    if size != expected:
+        return f"has {size} bytes but its header ({dims}) needs {expected}: it is truncated or padded"
     if kind == LABELS and dims[0] and max(data[header:]) > 9:
         return f"holds label {max(data[header:])}; MNIST labels are 0..9"
     return None
@@ -78,6 +80,14 @@ def read_idx_source(path, kind):
 
 def _count(data):
     return int.from_bytes(data[4:8], "big")
+
+
+def unpacked_idx_problem(path, kind):
+    """(problem or None, item count) of an uncompressed idx file on disk. An image file is checked
+    by its header and size alone (torchvision reads it next); a label file is read to check its values."""
+    with open(path, "rb") as f:
+        head = f.read() if kind == LABELS else f.read(16)
+    return idx_problem(head, kind, size=path.stat().st_size), _count(head)
 
 
 def check_counts(counts, where):
@@ -103,11 +113,10 @@ def _check_torchvision_root(raw):
     """Check the four files of a torchvision root (downloaded or placed by the user)."""
     counts = {}
     for name, kind in IDX_FILES.items():
-        try:
-            counts[name] = _count(read_idx_source(raw / name, kind))
-        except BadIdxFile as err:
-            raise SystemExit(f"MNIST file {raw / name}: {err}. Delete it and rerun to download it "
-                             "again, or replace it with the original file.") from None
+        problem, counts[name] = unpacked_idx_problem(raw / name, kind)
+        if problem:
+            raise SystemExit(f"MNIST file {raw / name}: {problem}. Delete it and rerun to download it "
+                             "again, or replace it with the original file.")
     check_counts(counts, raw)
 
 
@@ -121,9 +130,8 @@ def unzip_into_cache(found, cache_dir):
     for name, src in found.items():
         kind, target = IDX_FILES[name], raw / name
         if target.exists():
-            data = target.read_bytes()
-            if idx_problem(data, kind) is None:
-                counts[name] = _count(data)
+            problem, counts[name] = unpacked_idx_problem(target, kind)
+            if problem is None:
                 continue
             print(f"rebuilding the damaged cache file {target}")
         try:

@@ -56,6 +56,12 @@ def citation(task):
     return f"authors' 2021 log: tk-rusch/unicornn@{COMMIT[:7]}, {LOGS[task][1]}"
 
 
+def dumps(data):
+    """Indented JSON with every list of numbers on one line."""
+    text = json.dumps(data, indent=1)
+    return re.sub(r"\[[-\d.,\se]*\]", lambda m: json.dumps(json.loads(m.group())), text) + "\n"
+
+
 if __name__ == "__main__":
-    DATA_FILE.write_text(json.dumps(import_logs(sys.argv[1]), indent=1) + "\n")
+    DATA_FILE.write_text(dumps(import_logs(sys.argv[1])))
     print(f"wrote {DATA_FILE}")

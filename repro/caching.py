@@ -9,13 +9,12 @@ import torch
 from . import atomic
 
 
-def source_key(paths, *extra):
-    """12 hex digits identifying these files as they are now (path, size, mtime) plus ``extra``."""
+def source_key(paths):
+    """12 hex digits identifying these files as they are now (path, size, mtime)."""
     lines = []
     for path in sorted(pathlib.Path(p).resolve() for p in paths):
         stat = path.stat()
         lines.append(f"{path}:{stat.st_size}:{stat.st_mtime_ns}")
-    lines += [repr(e) for e in extra]
     return hashlib.sha1("\n".join(lines).encode()).hexdigest()[:12]
 
 

@@ -15,6 +15,11 @@ def experiment_of(task):
     return "healthcare" if task.startswith("healthcare_") else task
 
 
+def task_of(experiment, args):
+    """The task a run of ``experiment`` with ``args`` belongs to (healthcare: by --name)."""
+    return f"healthcare_{args.name}" if experiment == "healthcare" else experiment
+
+
 def train_module(experiment):
     if experiment not in MODULES:
         raise SystemExit(f"unknown experiment {experiment!r}; one of {', '.join(MODULES)}")
@@ -29,8 +34,9 @@ def parser_for(experiment, argv=()):
     return module.build_parser()
 
 
-def paper_defaults(experiment, task):
+def paper_defaults(task):
     """The arguments a train.py run of ``task`` gets with no flags (the paper's set-up)."""
+    experiment = experiment_of(task)
     module = train_module(experiment)
     argv = ["--name", task.split("_", 1)[1]] if experiment == "healthcare" else []
     args = parser_for(experiment, argv).parse_args(argv)
@@ -38,16 +44,9 @@ def paper_defaults(experiment, task):
     return derive(args) if derive else args
 
 
-def validation_metric(experiment, args):
-    """(log column, "max" | "min") that model selection (and a sweep) optimises."""
-    if experiment == "healthcare":
-        return f"valid_{args.name}_RMSE", "min"
-    return "valid_accuracy", "max"
-
-
-def metric(experiment, task):
-    """The experiment's Metric (name, direction, the paper's test value) for ``task``."""
-    module = train_module(experiment)
-    if experiment == "healthcare":
+def metric(task):
+    """The Metric (name, direction, the paper's test value) that ``task`` is scored and selected by."""
+    module = train_module(experiment_of(task))
+    if experiment_of(task) == "healthcare":
         return module.metric_of(task.split("_", 1)[1])
     return module.METRIC

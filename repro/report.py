@@ -15,7 +15,6 @@ import argparse
 import collections
 import dataclasses
 import json
-import math
 import pathlib
 import statistics
 import sys
@@ -82,7 +81,7 @@ def find_runs(folders):
                 continue
             task = args.get("task", args["experiment"])
             if task not in defaults:
-                defaults[task] = vars(experiments.paper_defaults(args["experiment"], task))
+                defaults[task] = vars(experiments.paper_defaults(task))
             log = _read_json(args_file.with_name("log.json"), [])
             summary = _read_json(args_file.with_name("summary.json"))
             runs.append(Run(args_file.parent, args, log, run_status(args, log, summary), task,
@@ -106,7 +105,7 @@ def summarise(runs):
         groups[run.task, run.setting].append(run)
     rows = []
     for (task, setting), members in sorted(groups.items()):
-        metric = experiments.metric(members[0].args["experiment"], task)
+        metric = experiments.metric(task)
         values = [test_at_best_valid(r, metric) for r in members if r.status == "finished"]
         others = [f"{r.status} ({r.epochs_done}/{r.args.get('epochs')} epochs)" for r in members
                   if r.status != "finished"]
@@ -137,7 +136,7 @@ def plot_curves(task, runs, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metric = experiments.metric(runs[0].args["experiment"], task)
+    metric = experiments.metric(task)
     key = f"valid_{metric.name}"
     by_setting = collections.defaultdict(list)
     for run in runs:

@@ -24,7 +24,7 @@ CHECKPOINT, ARGS, LOG, SUMMARY, HISTORY = ("checkpoint.pt", "args.json", "log.js
                                            "history.jsonl")
 
 
-def _timestamp():
+def timestamp():
     return datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
 
 
@@ -38,7 +38,7 @@ class RunFolder:
         numbered suffix if another run took that name first), so two runs never share one."""
         parent = pathlib.Path(parent)
         parent.mkdir(parents=True, exist_ok=True)
-        stamp = _timestamp()
+        stamp = timestamp()
         for attempt in range(1000):
             path = parent / (stamp if attempt == 0 else f"{stamp}-{attempt}")
             try:

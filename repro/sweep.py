@@ -32,7 +32,7 @@ import sys
 
 from . import cli, experiments
 from .paths import REPO_ROOT, RESULTS_ROOT
-from .run_folder import RunFolder
+from .run_folder import RunFolder, timestamp
 
 SPEC = "sweep.json"
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
@@ -195,10 +195,11 @@ def new_spec(parser, args, train_argv):
     if "seed" in given and args.seeds:
         parser.error("give either --seed (one seed for every trial) or --seeds, not both")
     samples = [parse_sample(text, train_parser, train_argv, base) for text in args.sample]
-    metric, mode = experiments.validation_metric(args.experiment, base)
+    metric = experiments.metric(experiments.task_of(args.experiment, base))
     return {"experiment": args.experiment, "train_argv": absolute_paths(train_parser, train_argv),
             "seeds": args.seeds, "samples": samples, "num_samples": args.num_samples,
-            "max_concurrent": args.max_concurrent, "metric": metric, "mode": mode,
+            "max_concurrent": args.max_concurrent, "metric": f"valid_{metric.name}",
+            "mode": "max" if metric.higher_is_better else "min",
             "resources": {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
             "created": datetime.datetime.now().isoformat(timespec="seconds")}
 
@@ -232,8 +233,7 @@ def main(argv=None):
         if args.experiment is None:
             parser.error("name the experiment (or --resume SWEEP_DIR)")
         spec = new_spec(parser, args, train_argv)
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        sweep_dir = pathlib.Path(args.out_dir or RESULTS_ROOT / "sweeps" / f"{args.experiment}-{stamp}").resolve()
+        sweep_dir = pathlib.Path(args.out_dir or RESULTS_ROOT / "sweeps" / f"{args.experiment}-{timestamp()}").resolve()
         if (sweep_dir / SPEC).exists():
             parser.error(f"--out-dir {sweep_dir} already holds a sweep; continue it with --resume {sweep_dir}")
 

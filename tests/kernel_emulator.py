@@ -223,16 +223,13 @@ static int run_blocks(dim3 grid, dim3 block, size_t shared_bytes, std::function<
 }
 
 template <typename T> static T exchange(unsigned mask, T value, int source_lane) {
-    Warp& warp = warps[current / 32];
-    const unsigned lane = current % 32;
     uint64_t bits = 0;
     memcpy(&bits, &value, sizeof(T));
-    warp.slots[lane] = bits;
+    warps[current / 32].slots[current % 32] = bits;
     sync_warp(mask);
     T out;
     memcpy(&out, &warps[current / 32].slots[source_lane & 31], sizeof(T));
     sync_warp(mask);  // nobody overwrites a slot before every lane has read
-    (void)lane;
     return out;
 }
 }  // namespace emu
@@ -261,12 +258,11 @@ template <typename T> static inline T __shfl_xor_sync(unsigned mask, T v, int m,
     unsigned lane = emu_lane(), target = lane ^ (unsigned)m;
     return emu::exchange(mask, v, (int)(target / width == lane / width ? target : lane)); }
 static inline unsigned __ballot_sync(unsigned mask, int predicate) {
-    unsigned bits = 0, lane = emu_lane();
+    unsigned bits = 0;
     for (unsigned i = 0; i < 32; ++i) {
         unsigned vote = emu::exchange(mask, (unsigned)(predicate != 0), (int)i);
         if (mask & (1u << i)) bits |= vote << i;
     }
-    (void)lane;
     return bits;
 }
 static inline int __any_sync(unsigned mask, int p) { return __ballot_sync(mask, p) != 0; }

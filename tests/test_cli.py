@@ -77,14 +77,14 @@ def test_psmnist_help_names_the_epochs_rule(capsys):
 
 
 def test_default_run_folders_are_unique_within_one_microsecond(tmp_path, monkeypatch):
-    monkeypatch.setattr(run_folder, "_timestamp", lambda: "20261129-120000-000001")
+    monkeypatch.setattr(run_folder, "timestamp", lambda: "20261129-120000-000001")
     made = [run_folder.RunFolder.create_unique(tmp_path).path for _ in range(3)]
     assert len(set(made)) == 3 and all(p.is_dir() for p in made)
 
 
 def test_two_runs_started_together_get_their_own_folders(tiny_psmnist, tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "RESULTS_ROOT", tmp_path / "results")
-    monkeypatch.setattr(run_folder, "_timestamp", lambda: "20261129-120000-000001")
+    monkeypatch.setattr(run_folder, "timestamp", lambda: "20261129-120000-000001")
     for seed in ("1", "2"):
         psmnist.main(tiny_psmnist + ["--epochs", "1", "--max-train-batches", "1", "--seed", seed])
     runs = sorted((tmp_path / "results" / "psMNIST").iterdir())

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from psMNIST import data, train
-from tiny_data import write_idx, write_mnist
+from tiny_data import write_mnist
 
 
 @pytest.fixture(params=[True, False], ids=["gzipped", "plain"])

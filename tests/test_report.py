@@ -12,9 +12,9 @@ AUTHORS_LOGS = REPO.parent / "shared" / "data" / "unicornn-2021-logs"
 
 def write_run(folder, experiment, task, valid, test, status="finished", epochs=None, **changes):
     """A run folder as train.py leaves it: args.json, log.json and (unless unfinished) summary.json."""
-    args = vars(experiments.paper_defaults(experiment, task))
+    args = vars(experiments.paper_defaults(task))
     args.update(experiment=experiment, task=task, epochs=epochs or len(valid), **changes)
-    metric = experiments.metric(experiment, task)
+    metric = experiments.metric(task)
     log = [{"epoch": i + 1, "train_loss": 1.0, f"valid_{metric.name}": v, f"test_{metric.name}": t,
             "lr": 0.001, "seconds": 1.0} for i, (v, t) in enumerate(zip(valid, test))]
     folder.mkdir(parents=True)
