@@ -25,7 +25,7 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from unicornn import DEFAULT_CKPT_EVERY, cpu_path, cuda_kernel, recurrence, reference_recurrence  # noqa: E402
+from unicornn import DEFAULT_CKPT_EVERY, cpu_implementation, cuda_kernel, recurrence, reference_recurrence  # noqa: E402
 
 DEFAULT_SIZES = ["1000,128,256", "2000,128,256", "784,32,256", "1000,256,512"]
 
@@ -76,19 +76,6 @@ def copy_bandwidth(device, nbytes=1 << 30):
     return 2 * nbytes / seconds
 
 
-class cpu_implementation:
-    """Run the CPU path with a given implementation ("compiled" or "vectorised") inside."""
-
-    def __init__(self, name):
-        self.name = name
-
-    def __enter__(self):
-        self.saved, cpu_path.IMPLEMENTATION = cpu_path.IMPLEMENTATION, self.name
-
-    def __exit__(self, *exc):
-        cpu_path.IMPLEMENTATION = self.saved
-
-
 def layer_runners(n, batch, hidden, device, prefetch_depths):
     """{name: fn} running forward+backward of one layer; "ours" variants first."""
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -113,7 +100,7 @@ def layer_runners(n, batch, hidden, device, prefetch_depths):
                    for k in prefetch_depths}
     else:
         runners = {"cpu_compiled": step(lambda: recurrence(x, w, c, 0.1, 1.0), "compiled"),
-                   "cpu_vectorised": step(lambda: recurrence(x, w, c, 0.1, 1.0), "vectorised")}
+                   "cpu_torch_loop": step(lambda: recurrence(x, w, c, 0.1, 1.0), "torch_loop")}
     runners["autograd_loop"] = step(lambda: reference_recurrence(x, w, c, 0.1, 1.0))
     runners["lstm"] = step(lambda: lstm(x)[0])
     return runners
@@ -142,7 +129,7 @@ def plot(results, card, path):
     labels = [f"({r['N']},{r['batch']},{r['hidden']})" for r in results]
     series = [("ours", "UnICORNN (ours" + (", best K)" if card != "CPU" else ", compiled CPU path)"))]
     if card == "CPU":
-        series.append(("cpu_vectorised", "UnICORNN, PyTorch-loop CPU path"))
+        series.append(("cpu_torch_loop", "UnICORNN, PyTorch-loop CPU path"))
     series += [("lstm", "cuDNN LSTM" if card != "CPU" else "LSTM"), ("autograd_loop", "PyTorch autograd loop")]
     fig, ax = plt.subplots(figsize=(8.5, 4.2))
     width = 0.8 / len(series)
@@ -178,7 +165,7 @@ def print_table(results, card, attributes):
             line += f" {r['bytes_floor_ms']:7.3f} {ms / r['bytes_floor_ms']:10.2f}"
             line += f" {r[name]['peak_bytes'] / r['output_bytes']:8.2f}"
         else:
-            line += f" {r['cpu_vectorised']['ms']:9.2f} {r['cpu_vectorised']['ms'] / ms:9.1f}"
+            line += f" {r['cpu_torch_loop']['ms']:9.2f} {r['cpu_torch_loop']['ms'] / ms:9.1f}"
         line += (f" {r['lstm']['ms']:9.3f} {r['autograd_loop']['ms']:9.2f} {r['lstm']['ms'] / ms:10.1f}"
                  f" {r['autograd_loop']['ms'] / ms:10.1f}")
         print(line)
@@ -206,7 +193,7 @@ def main(argv=None):
     for n, batch, hidden in map(parse_size, args.sizes):
         row = {"N": n, "batch": batch, "hidden": hidden}
         for name, run in layer_runners(n, batch, hidden, device, args.prefetch).items():
-            repeats = args.repeats if name not in ("autograd_loop", "cpu_vectorised") else max(3, args.repeats // 5)
+            repeats = args.repeats if name not in ("autograd_loop", "cpu_torch_loop") else max(3, args.repeats // 5)
             row[name] = {"ms": 1e3 * timed(run, device, repeats), "peak_bytes": peak_memory(run, device)}
         chunks = -(-n // DEFAULT_CKPT_EVERY)
         row["output_bytes"] = 4 * batch * hidden * (2 * n + 2 * chunks)  # y, dL/dx, chunk states

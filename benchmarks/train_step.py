@@ -18,8 +18,8 @@ import torch
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.speed import cpu_implementation  # noqa: E402
 from repro import experiments  # noqa: E402
+from unicornn import cpu_implementation  # noqa: E402
 
 # task -> (sequence length, input features, classes (1: regression), training batches per epoch)
 SHAPES = {"psMNIST": (784, 1, 10, 1782), "noisy_cifar": (1000, 96, 10, 1600),
@@ -59,7 +59,7 @@ def main(argv=None):
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/train_step-<device>.json)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    variants = ["compiled", "vectorised"] if device.type == "cpu" else [None]
+    variants = ["compiled", "torch_loop"] if device.type == "cpu" else [None]
     rows = []
     for task in args.tasks:
         row = {"task": task, "batches_per_epoch": SHAPES[task][3]}

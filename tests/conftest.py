@@ -43,6 +43,29 @@ def outputs_and_grads(fn, x, w, c, grad_y, dtype):
     return [y.detach(), xx.grad, ww.grad, cc.grad]
 
 
+def random_state_problem(n, batch, hidden, seed):
+    """random_problem plus an initial state (2, B, H) and a loss gradient on the final state (2, B, H)."""
+    x, w, c, grad_y = random_problem(n, batch, hidden, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    return x, w, c, grad_y, 0.5 * torch.randn(2, batch, hidden, generator=g), torch.randn(2, batch, hidden, generator=g)
+
+
+def with_padding(x, lengths, value=float("nan")):
+    """x (N, B, ...) with every step past each sequence's length set to ``value``."""
+    steps = torch.arange(x.shape[0])[:, None]
+    pad = (steps >= torch.as_tensor(lengths)[None, :]).reshape(x.shape[:2] + (1,) * (x.dim() - 2))
+    return x.masked_fill(pad, value)
+
+
+def state_outputs_and_grads(fn, x, w, c, grad_y, initial, grad_final, lengths, dtype):
+    """fn(x, w, c, initial_state=, lengths=, return_state=True) in dtype, back-propagating grad_y and
+    grad_final; returns [y, y_n, z_n, dx, dw, dc, dy_0, dz_0]."""
+    xx, ww, cc, y0, z0 = (t.detach().to(dtype).clone().requires_grad_() for t in (x, w, c, *initial))
+    y, (y_n, z_n) = fn(xx, ww, cc, initial_state=(y0, z0), lengths=lengths, return_state=True)
+    torch.autograd.backward([y, y_n, z_n], [g.to(dtype) for g in (grad_y, *grad_final)])
+    return [y.detach(), y_n.detach(), z_n.detach(), xx.grad, ww.grad, cc.grad, y0.grad, z0.grad]
+
+
 def max_rel_errs(results, truth):
     return [rel_err(a, b) for a, b in zip(results, truth)]
 

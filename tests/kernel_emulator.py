@@ -385,6 +385,10 @@ class EmulatedModule:
                     raise TypeError(f"{name}: {pname} ({kind}) needs a contiguous CPU tensor of {want}, "
                                     f"got {value.dtype} {tuple(value.shape)} on {value.device}")
                 converted.append(ctypes.c_void_p(value.data_ptr()))
+            elif value is None:  # a null pointer, as CuPy passes np.uint64(0)
+                if ctype is not ctypes.c_void_p:
+                    raise TypeError(f"{name}: {pname} is {kind}, got None")
+                converted.append(ctypes.c_void_p(None))
             else:
                 if ctype is ctypes.c_void_p:
                     raise TypeError(f"{name}: {pname} is {kind}, got {type(value).__name__}")

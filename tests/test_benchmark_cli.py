@@ -13,7 +13,7 @@ def test_speed_benchmark_writes_json_and_plot(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["card"] == "CPU" and len(report["results"]) == 2 and report["threads"] >= 1
     for row in report["results"]:
-        assert all(row[k]["ms"] > 0 for k in ("cpu_compiled", "cpu_vectorised", "autograd_loop", "lstm"))
+        assert all(row[k]["ms"] > 0 for k in ("cpu_compiled", "cpu_torch_loop", "autograd_loop", "lstm"))
     assert png.stat().st_size > 1000
     printed = capsys.readouterr().out
     assert "old/ours" in printed and "LSTM/ours" in printed
@@ -44,5 +44,14 @@ def test_train_step_benchmark_runs(tmp_path, capsys, monkeypatch):
         monkeypatch.setitem(train_step.SHAPES, task, (12, features, classes, batches))  # short sequences
     rows = train_step.main(["--device", "cpu", "--steps", "1", "--out", str(tmp_path / "t.json")])
     assert [r["task"] for r in rows] == list(train_step.SHAPES)
-    assert all(r["compiled"] > 0 and r["vectorised"] > 0 for r in rows)
+    assert all(r["compiled"] > 0 and r["torch_loop"] > 0 for r in rows)
     assert "training s/epoch" in capsys.readouterr().out
+
+
+def test_revision_comparison_measures_both_trees(tmp_path, capsys):
+    from benchmarks import compare_revisions
+    rows = compare_revisions.main(["--base", "HEAD", "--sizes", "20,1,4", "--rounds", "2", "--repeats", "1",
+                                   "--out", str(tmp_path / "c.json")])
+    assert len(rows) == 1 and len(rows[0]["base_all_ms"]) == len(rows[0]["this_all_ms"]) == 2
+    assert rows[0]["base_ms"] > 0 and rows[0]["this_ms"] > 0
+    assert "this/base" in capsys.readouterr().out and json.loads((tmp_path / "c.json").read_text())["base"] == "HEAD"

@@ -72,10 +72,10 @@ def test_kernel_long_sequence_error_is_reported(capsys):
 
 def test_kernel_agrees_with_cpu_path_in_float32():
     x, w, c, gy = random_problem(300, 5, 70, seed=13)
-    y_cpu, st_cpu = cpu_path.forward(x, w, c, 0.1, 2.0, 64)
-    grads_cpu = cpu_path.backward(x, w, c, st_cpu, gy, 0.1, 2.0, 64)
-    y_gpu, st_gpu = cuda_kernel.forward(x.cuda(), w.cuda(), c.cuda(), 0.1, 2.0, 64)
-    grads_gpu = cuda_kernel.backward(x.cuda(), w.cuda(), c.cuda(), st_gpu, gy.cuda(), 0.1, 2.0, 64)
+    y_cpu, st_cpu = cpu_path.forward(x, w, c, None, None, 0.1, 2.0, 64)
+    grads_cpu = cpu_path.backward(x, w, c, None, st_cpu, gy, None, 0.1, 2.0, 64)
+    y_gpu, st_gpu = cuda_kernel.forward(x.cuda(), w.cuda(), c.cuda(), None, None, 0.1, 2.0, 64)
+    grads_gpu = cuda_kernel.backward(x.cuda(), w.cuda(), c.cuda(), None, st_gpu, gy.cuda(), None, 0.1, 2.0, 64)
     assert max(max_rel_errs([y_gpu, st_gpu, *grads_gpu], [y_cpu, st_cpu, *grads_cpu])) <= 1e-5
 
 
@@ -149,3 +149,42 @@ def test_float64_on_gpu_is_refused_with_advice():
     x, w, c, _ = random_problem(5, 2, 3, seed=19, device="cuda")
     with pytest.raises(ValueError, match="reference_recurrence"):
         recurrence(x.double(), w.double(), c.double(), 0.1, 1.0)
+
+
+@pytest.mark.parametrize("prefetch", [1, 16])
+def test_states_and_lengths_match_float64(prefetch):
+    """Initial states, a loss on the final state and lengths 0, 1, N and between, NaN in the padding."""
+    from conftest import random_state_problem, state_outputs_and_grads, with_padding
+    lengths = torch.tensor([333, 0, 1, 200, 64])
+    x, w, c, gy, initial, grad_final = random_state_problem(333, 5, 70, seed=20)
+    truth = state_outputs_and_grads(lambda *a, **kw: reference_recurrence(*a, 0.19, 30.65, **kw),
+                                    x, w, c, gy, initial, grad_final, lengths, torch.float64)
+    ref32 = state_outputs_and_grads(lambda *a, **kw: reference_recurrence(*a, 0.19, 30.65, **kw),
+                                    x, w, c, gy, initial, grad_final, lengths, torch.float32)
+    cuda = [t.cuda() for t in (with_padding(x, lengths), w, c, with_padding(gy, lengths), initial, grad_final)]
+    ours = state_outputs_and_grads(lambda *a, **kw: recurrence(*a, 0.19, 30.65, prefetch=prefetch, **kw),
+                                   *cuda, lengths, torch.float32)
+    for mine, theirs in zip(max_rel_errs(ours, truth), max_rel_errs(ref32, truth)):
+        assert mine <= max(2e-5, 1.25 * theirs), (mine, theirs)
+
+
+def test_every_prefetch_depth_gives_the_same_bits_with_states_and_lengths():
+    from conftest import random_state_problem, state_outputs_and_grads
+    problem = [t.cuda() for t in random_state_problem(130, 3, 65, seed=21)]
+    lengths = torch.tensor([130, 7, 0])
+    results = {k: state_outputs_and_grads(lambda *a, k=k, **kw: recurrence(*a, 0.19, 30.65, prefetch=k, **kw),
+                                          *problem, lengths, torch.float32) for k in KS}
+    for k in KS[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[k], results[1])), k
+
+
+def test_lengths_on_the_gpu_in_a_cuda_graph():
+    """Lengths already on the device: nothing to copy or check while the graph is captured."""
+    x, w, c, _ = random_problem(100, 3, 32, seed=22, device="cuda")
+    lengths = torch.tensor([100, 50, 0], device="cuda")
+    expected = recurrence(x, w, c, 0.1, 1.0, lengths=lengths)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = recurrence(x, w, c, 0.1, 1.0, lengths=lengths)
+    graph.replay()
+    assert torch.equal(captured, expected)

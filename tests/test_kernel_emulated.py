@@ -21,7 +21,8 @@ import pytest
 import torch
 
 import kernel_emulator as emulator
-from conftest import max_rel_errs, outputs_and_grads, random_problem
+from conftest import (max_rel_errs, outputs_and_grads, random_problem, random_state_problem, state_outputs_and_grads,
+                      with_padding)
 from unicornn import KERNEL_SOURCE, cuda_kernel, reference_recurrence
 
 DATA = pathlib.Path(__file__).with_name("data")
@@ -45,7 +46,8 @@ def kernel(prefetch, double=False):
 # ---- guard zones ----------------------------------------------------------------------------------
 
 GUARD = 64
-PAYLOAD = {torch.float32: (torch.int32, 0x7FC0BEEF), torch.float64: (torch.int64, 0x7FF80000DEADBEEF)}
+PAYLOAD = {torch.float32: (torch.int32, 0x7FC0BEEF), torch.float64: (torch.int64, 0x7FF80000DEADBEEF),
+           torch.int32: (torch.int32, 0x7FC0BEEF)}
 
 
 class Guarded:
@@ -78,19 +80,23 @@ class Guarded:
             assert not torch.isnan(t).any(), "an output element was not written (or a NaN was read)"
 
 
-def emulated(module, x, w, c, grad_y, dt, alpha, ckpt_every, block):
-    """Forward and backward through the launch plans; [y, dx, dw, dc, states], guards checked."""
+def emulated(module, x, w, c, grad_y, dt, alpha, ckpt_every, block, initial=None, lengths=None, grad_final=None):
+    """Forward and backward through the launch plans; [y, dx, dw, dc, states, dL/d(initial state)],
+    guards checked. initial, grad_final (2, B, H) and lengths (B,) may be None (null pointers)."""
     guard = Guarded()
     x, w, c, grad_y = (guard.place(t.contiguous()) for t in (x, w, c, grad_y))
-    plan = cuda_kernel.forward_plan(x, w, c, dt, alpha, ckpt_every, block, empty=guard.empty)
+    initial, grad_final = (None if t is None else guard.place(t.to(x.dtype).contiguous()) for t in (initial, grad_final))
+    if lengths is not None:
+        lengths = guard.place(torch.as_tensor(lengths, dtype=torch.int32))
+    plan = cuda_kernel.forward_plan(x, w, c, initial, lengths, dt, alpha, ckpt_every, block, empty=guard.empty)
     module.launch(plan.kernel, plan.grid, plan.block, plan.args)
     y, states = plan.outputs
-    plan = cuda_kernel.backward_plan(x, w, c, guard.place(states), grad_y, dt, alpha, ckpt_every, block,
-                                     empty=guard.empty)
+    plan = cuda_kernel.backward_plan(x, w, c, lengths, guard.place(states), grad_y, grad_final, dt, alpha,
+                                     ckpt_every, block, empty=guard.empty)
     module.launch(plan.kernel, plan.grid, plan.block, plan.args)
     guard.check([y, states, *plan.outputs])
-    grad_x, grad_w_cols, grad_c_cols = plan.outputs
-    return [y, grad_x, grad_w_cols.sum(0), grad_c_cols.sum(0), states]
+    grad_x, grad_w_cols, grad_c_cols, grad_initial = plan.outputs
+    return [y, grad_x, grad_w_cols.sum(0), grad_c_cols.sum(0), states, grad_initial]
 
 
 def reference(problem, dt, alpha, dtype):
@@ -157,6 +163,23 @@ def test_eigenworms_length(prefetch, eigenworms_problem):
     assert max(max_rel_errs(single[:4], truth)) <= 1.5e-4  # the core test's bound at this length
 
 
+def test_eigenworms_first_layer_needs_the_compensated_sums():
+    """dt = 2.81e-5 at N = 17984 (see test_recurrence.EIGENWORMS_FIRST_LAYER_Y_BOUND): the kernel keeps y
+    within the bound; the same kernel with plain sums does not, so the bound notices their removal."""
+    from test_recurrence import EIGENWORMS_FIRST_LAYER_Y_BOUND
+    dt = exact(2.81e-5)
+    problem = random_problem(17984, 1, 16, seed=21, x_scale=0.3, last_step_loss=True)
+    truth = reference([t.double() for t in problem], dt, 0.0, torch.float64)
+    plain_sums = KERNEL_SOURCE.replace("const float step = increment - lost;", "const float step = increment;")
+    assert plain_sums != KERNEL_SOURCE
+    errors = {}
+    for name, source in (("compensated", KERNEL_SOURCE), ("plain", plain_sums)):
+        module = emulator.build(source, defines={"PREFETCH": cuda_kernel.DEFAULT_PREFETCH})
+        errors[name] = max_rel_errs(emulated(module, *problem, dt, 0.0, 64, block=32)[:4], truth)
+    assert errors["compensated"][0] <= EIGENWORMS_FIRST_LAYER_Y_BOUND, errors
+    assert errors["plain"][0] > EIGENWORMS_FIRST_LAYER_Y_BOUND, errors
+
+
 @pytest.mark.parametrize("shape,ckpt_every,block", [((130, 3, 65), 64, 128), ((50, 3, 37), 7, 32),
                                                     ((40, 2, 20), 1000, 64)])
 def test_every_prefetch_depth_gives_the_same_bits(shape, ckpt_every, block):
@@ -179,15 +202,80 @@ def test_outputs_equal_those_of_the_kernel_before_prefetching():
                 assert torch.equal(mine, case[name]), (case["shape"], k, name)
 
 
+# ---- initial states, final-state gradients, variable lengths ----------------------------------------
+
+# (shape, lengths, ckpt_every, block): lengths 0, 1, N and in between in one batch; 65 units per row
+# make partial blocks and rows that straddle blocks
+STATE_CASES = [((13, 5, 7), [13, 0, 1, 7, 12], 4, 32), ((13, 5, 7), [13, 0, 1, 7, 12], 1, 32),
+               ((9, 3, 65), [9, 4, 0], 64, 128), ((20, 2, 33), [20, 20], 6, 64), ((1, 2, 3), [1, 0], 1, 32)]
+
+
+def emulated_with_state(module, x, w, c, grad_y, initial, grad_final, lengths, dt, alpha, ckpt_every, block):
+    """[y, y_n, z_n, dx, dw, dc, dy_0, dz_0] as state_outputs_and_grads orders them."""
+    y, grad_x, grad_w, grad_c, states, grad_initial = emulated(module, x, w, c, grad_y, dt, alpha, ckpt_every,
+                                                               block, initial, lengths, grad_final)
+    return [y, states[-1, 0], states[-1, 1], grad_x, grad_w, grad_c, grad_initial[0], grad_initial[1]]
+
+
+def reference_with_state(problem, lengths, dt, alpha, dtype):
+    return state_outputs_and_grads(lambda x, w, c, **kw: reference_recurrence(x, w, c, dt, alpha, **kw),
+                                   *problem, torch.tensor(lengths), dtype)
+
+
+@pytest.mark.parametrize("prefetch", KS)
+@pytest.mark.parametrize("shape,lengths,ckpt_every,block", STATE_CASES)
+def test_double_build_with_states_and_lengths_matches_float64(prefetch, shape, lengths, ckpt_every, block):
+    """Padding holds NaN in x and in dL/dy: nothing past a length may reach any output or gradient."""
+    dt, alpha = exact(0.19), exact(30.65)
+    x, w, c, grad_y, initial, grad_final = (t.double() for t in random_state_problem(*shape, seed=shape[2]))
+    truth = reference_with_state((x, w, c, grad_y, initial, grad_final), lengths, dt, alpha, torch.float64)
+    ours = emulated_with_state(kernel(prefetch, double=True), with_padding(x, lengths), w, c,
+                               with_padding(grad_y, lengths), initial, grad_final, lengths, dt, alpha, ckpt_every, block)
+    assert max(max_rel_errs(ours, truth)) <= 1e-12
+    assert torch.all(ours[0][torch.arange(shape[0])[:, None] >= torch.tensor(lengths)] == 0)  # y = 0 past a length
+
+
+@pytest.mark.parametrize("prefetch", [1, cuda_kernel.DEFAULT_PREFETCH])
+@pytest.mark.parametrize("dt,alpha", PAPER_SETTINGS)
+def test_float32_build_with_states_and_lengths_within_the_core_bounds(prefetch, dt, alpha):
+    shape, lengths = (300, 4, 9), [300, 0, 1, 157]
+    problem = random_state_problem(*shape, seed=31)
+    truth = reference_with_state(problem, lengths, dt, alpha, torch.float64)
+    float32_loop = reference_with_state(problem, lengths, dt, alpha, torch.float32)
+    ours = emulated_with_state(kernel(prefetch), *problem, lengths, dt, alpha, 64, 32)
+    for mine, theirs in zip(max_rel_errs(ours, truth), max_rel_errs(float32_loop, truth)):
+        assert mine <= max(2e-5, 1.25 * theirs), (mine, theirs)
+
+
+@pytest.mark.parametrize("shape,lengths,ckpt_every,block", STATE_CASES[::2])
+def test_every_prefetch_depth_gives_the_same_bits_with_states_and_lengths(shape, lengths, ckpt_every, block):
+    problem = random_state_problem(*shape, seed=8)
+    results = {k: emulated_with_state(kernel(k), *problem, lengths, 0.19, 30.65, ckpt_every, block) for k in KS}
+    for k in KS[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[k], results[1])), k
+
+
+def test_null_pointers_equal_zero_states_and_full_lengths():
+    """No initial state, no lengths, no final-state gradient: the same bits as zeros and N."""
+    x, w, c, grad_y = random_problem(70, 3, 65, seed=9)
+    zeros = torch.zeros(2, 3, 65)
+    module = kernel(cuda_kernel.DEFAULT_PREFETCH)
+    plain = emulated(module, x, w, c, grad_y, 0.19, 30.65, 16, 64)
+    explicit = emulated(module, x, w, c, grad_y, 0.19, 30.65, 16, 64, zeros, [70, 70, 70], zeros)
+    assert all(torch.equal(a, b) for a, b in zip(plain, explicit))
+
+
 def test_a_broken_launch_contract_is_caught():
     module = kernel(cuda_kernel.DEFAULT_PREFETCH)
     x, w, c, _ = random_problem(5, 2, 3, seed=1)
-    plan = cuda_kernel.forward_plan(x, w, c, 0.1, 1.0, 4, 32)
-    with pytest.raises(TypeError, match="takes 11 arguments"):
+    plan = cuda_kernel.forward_plan(x, w, c, None, None, 0.1, 1.0, 4, 32)
+    with pytest.raises(TypeError, match="takes 13 arguments"):
         module.launch(plan.kernel, plan.grid, plan.block, plan.args[:-1])
-    swapped = (plan.args[0], plan.args[1], plan.args[2], plan.args[3], plan.args[5]) + plan.args[4:5] + plan.args[6:]
+    swapped = plan.args[:6] + (plan.args[7], plan.args[6]) + plan.args[8:]  # states and n_steps
     with pytest.raises(TypeError, match="states"):
         module.launch(plan.kernel, plan.grid, plan.block, swapped)
+    with pytest.raises(TypeError, match="lengths"):  # a float tensor where int lengths belong
+        module.launch(plan.kernel, plan.grid, plan.block, plan.args[:4] + (x[0, :, 0],) + plan.args[5:])
     with pytest.raises(TypeError, match="float32"):
         module.launch(plan.kernel, plan.grid, plan.block, (x.double(),) + plan.args[1:])
 

@@ -1,6 +1,7 @@
 """The CUDA source compiles with NVRTC (no GPU needed), and it is the only kernel in the repository."""
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -56,6 +57,32 @@ def test_kernel_source_compiles_with_nvrtc(arch, fast_math, prefetch):
     assert "warning" not in log.lower(), log
     # exact tanh by default: fast-math's approximate tanh instruction only when asked for
     assert ("tanh.approx" in ptx) == fast_math
+
+
+def ptxas_report(log):
+    """{kernel: (registers, spill store bytes, spill load bytes)} from ptxas -v's log."""
+    report = {}
+    for name, body in re.findall(r"Compiling entry function '(\w+)'(.*?)(?=Compiling entry function|\Z)", log, re.S):
+        stores, loads = map(int, re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", body).groups())
+        report[name] = (int(re.search(r"Used (\d+) registers", body).group(1)), stores, loads)
+    return report
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_no_register_spills_at_any_prefetch_depth(arch, capsys):
+    """Machine code for A100 (sm_80) and H100/H200 (sm_90): the prefetch ring must stay in registers."""
+    rows = []
+    for prefetch in PREFETCH_DEPTHS:
+        _, log = compile_to_ptx(KERNEL_SOURCE, (f"--gpu-architecture={arch}", "--ptxas-options=-v")
+                                + nvrtc_options(False, prefetch))
+        report = ptxas_report(log)
+        assert set(report) == {"unicornn_forward", "unicornn_backward"}, log
+        rows.append((prefetch, report))
+    with capsys.disabled():
+        print(f"\n{arch} registers per thread (forward, backward) by prefetch depth: "
+              + ", ".join(f"K={k}: {r['unicornn_forward'][0]}, {r['unicornn_backward'][0]}" for k, r in rows))
+    spills = {(k, name): r[1:] for k, report in rows for name, r in report.items() if r[1] or r[2]}
+    assert not spills, f"register spills (store, load bytes): {spills}"
 
 
 def test_kernel_source_compiles_without_the_prefetch_flag():

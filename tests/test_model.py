@@ -10,8 +10,8 @@ from unicornn import DropoutOverTime, UnICORNN
 def test_output_shape_and_per_layer_dt():
     model = UnICORNN(3, 16, 5, dt=[0.1, 0.2, 0.3], alpha=1.0, nlayers=3)
     assert model(torch.randn(20, 4, 3)).shape == (4, 5)
-    assert [r.dt.item() for r in model.stack.recurrences] == [0.1, 0.2, 0.3]
-    assert UnICORNN(3, 16, 5, dt=0.05, alpha=1.0, nlayers=2).stack.recurrences[1].dt.item() == 0.05
+    assert [r.dt for r in model.stack.recurrences] == [0.1, 0.2, 0.3]
+    assert UnICORNN(3, 16, 5, dt=0.05, alpha=1.0, nlayers=2).stack.recurrences[1].dt == 0.05
     assert UnICORNN(1, 4, 2, dt=0.1, alpha=0.0, nlayers=1)(torch.randn(1, 1, 1)).shape == (1, 2)
 
 
@@ -50,8 +50,11 @@ def test_initialisation_follows_the_2021_code():
     model = UnICORNN(64, nhid, 512, dt=0.1, alpha=1.0, nlayers=2)
     for rnn in model.stack.recurrences:
         w, c = rnn.weight_hh, rnn.c
-        assert 0 <= w.min() and w.max() <= 1 and abs(w.mean().item() - 0.5) < 0.02
-        assert -0.1 <= c.min() and c.max() <= 0.1 and abs(c.mean().item()) < 0.005
+        # U(a, b): within the bounds, reaching both ends, mean (a + b) / 2 and std (b - a) / sqrt(12)
+        assert 0 <= w.min() < 0.01 and 0.99 < w.max() <= 1 and abs(w.mean().item() - 0.5) < 0.02
+        assert abs(w.std().item() / (1 / math.sqrt(12)) - 1) < 0.05
+        assert -0.1 <= c.min() < -0.099 and 0.099 < c.max() <= 0.1 and abs(c.mean().item()) < 0.005
+        assert abs(c.std().item() / (0.2 / math.sqrt(12)) - 1) < 0.05
     for dense in model.stack.dense:  # kaiming_uniform(a=8, fan_in): U(-b, b), b = gain*sqrt(3/fan_in)
         bound = math.sqrt(2.0 / (1 + 8 ** 2)) * math.sqrt(3.0 / dense.in_features)
         assert dense.weight.abs().max() <= bound and dense.weight.abs().max() > 0.99 * bound
@@ -59,6 +62,17 @@ def test_initialisation_follows_the_2021_code():
     cls = model.classifier  # kaiming_normal(fan_in, relu gain): N(0, 2/fan_in)
     assert abs(cls.weight.std().item() / math.sqrt(2.0 / nhid) - 1) < 0.02
     assert torch.count_nonzero(cls.bias) == 0
+
+
+def test_the_classifier_reads_the_last_step():
+    model = UnICORNN(2, 16, 3, dt=0.1, alpha=1.0, nlayers=2).eval()
+    x = torch.randn(30, 4, 2)
+    logits = model(x)
+    assert torch.equal(logits, model.classifier(model.stack(x)[-1]))
+    changed = x.clone()
+    changed[-1] += 1.0  # only the last input: every output before it stays the same
+    assert torch.equal(model.stack(changed)[:-1], model.stack(x)[:-1])
+    assert not torch.allclose(model(changed), logits)
 
 
 def test_one_adam_step_lowers_the_loss_on_a_fixed_batch():
@@ -88,6 +102,7 @@ def test_dt_and_alpha_travel_in_the_state_dict():
     assert state["stack.recurrences.1.dt"].item() == 2.81e-5 and state["stack.recurrences.0.alpha"] == 30.65
     target = UnICORNN(2, 8, 3, dt=0.5, alpha=1.0, nlayers=2)
     target.load_state_dict(state)
+    assert [r.dt for r in target.stack.recurrences] == [0.19, 2.81e-5]
     x = torch.randn(30, 4, 2)
     source.eval(), target.eval()
     assert torch.equal(target(x), source(x))

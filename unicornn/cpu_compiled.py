@@ -1,5 +1,5 @@
 """The recurrence on the CPU as compiled loops (Numba): the CUDA kernel's algorithm (``kernel_source``)
-with the arithmetic of the vectorised path (``cpu_path``), one pass per time step over a tile of
+with the arithmetic of the PyTorch loop (``torch_loop``), one pass per time step over a tile of
 columns instead of a dozen PyTorch calls per step.
 
 Columns are the (batch, unit) pairs of x viewed as (N, batch * hidden). Threads take tiles of
@@ -8,13 +8,19 @@ row segment, and the loop over a tile's columns compiles to SIMD instructions (A
 needs a tanh the compiler can vectorise: ``tanh_float32`` below (float64 keeps ``math.tanh``).
 
 The forward pass keeps Kahan-compensated state sums and saves (y, z) at every chunk end; the
-backward pass inverts the symplectic Euler step (paper Sec. 3) from those states, as ``cpu_path``
-documents. Compiled once per machine (``cache=True`` keeps the machine code on disk) for float32
-and float64; ``fastmath`` stays off so the compensated sums are not reassociated away, and
+backward pass inverts the symplectic Euler step (paper Sec. 3) from those states, as ``torch_loop``
+documents. Variable lengths: while every column of a tile still runs, the loops are those of
+equal lengths; from the first column's end on, each column checks its own length.
+
+Compiled once per machine for float32 and float64, the machine code kept on disk (Numba's cache,
+beside this file or in the user's cache folder); where neither is writable (a read-only install
+with an unwritable HOME) it is compiled in every process instead, with a warning that says so.
+``fastmath`` stays off so the compensated sums are not reassociated away, and
 ``error_model="numpy"`` drops Python's division checks, which would stop vectorisation.
 """
 import contextlib
 import math
+import warnings
 
 import numba
 import numpy as np
@@ -23,9 +29,25 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic, overload
 
-from .cpu_path import num_chunks
+from .chunks import num_chunks
 
 MAX_TILE = 1024  # columns per task at most: 4 KB of a float32 row, state of 16 KB
+
+
+def _disk_cache():
+    """True when Numba can keep the compiled code on disk for this file; else warn (once, naming
+    the cause) and compile in every process."""
+    try:
+        numba.njit(cache=True)(_disk_cache)  # Numba looks for a writable cache folder here
+        return True
+    except RuntimeError as err:  # "cannot cache function ...: no locator available for file ..."
+        warnings.warn(f"unicornn: Numba cannot write its on-disk cache ({err}); the compiled CPU path "
+                      "is compiled again in every process (about 20 s on 2 cores). Set NUMBA_CACHE_DIR to a "
+                      "writable folder to keep it.", RuntimeWarning, stacklevel=2)
+        return False
+
+
+CACHE = _disk_cache()
 
 
 @intrinsic
@@ -68,69 +90,114 @@ def _tanh_by_dtype(v):
     return lambda v: math.tanh(v)
 
 
-_jit = numba.njit(parallel=True, cache=True, error_model="numpy")
+def _jit(function):
+    """Compiled in parallel; cached on disk where Numba can write (``CACHE``)."""
+    return numba.njit(parallel=True, cache=CACHE, error_model="numpy")(function)
+
+
+@numba.njit(error_model="numpy", cache=CACHE)
+def _step_forward(x_t, w, s, alpha, hy, hz, hy_lost, hz_lost):
+    """One symplectic Euler step of one column (paper eq. 3) with Kahan-compensated state sums:
+    returns the new (y, z) and compensation terms."""
+    # z_t = z_{t-1} - s * (tanh(w * y_{t-1} + x_t) + alpha * y_{t-1})
+    force = _tanh(x_t + w * hy) + alpha * hy
+    step = -(hz_lost + force * s)
+    total = hz + step
+    hz_lost = (total - hz) - step
+    hz = total
+    # y_t = y_{t-1} + s * z_t
+    step = -(hy_lost - hz * s)
+    total = hy + step
+    hy_lost = (total - hy) - step
+    return total, hz, hy_lost, hz_lost
+
+
+@numba.njit(error_model="numpy", cache=CACHE)
+def _step_backward(x_t, gy_t, w, s, alpha, hy, hz, ay, az, gw, gs):
+    """One step back through the symplectic Euler step of one column: reconstructs (y_{t-1},
+    z_{t-1}) from (y_t, z_t) and moves the adjoints; returns them with dL/dx_t."""
+    ay += gy_t
+    # through y_t = y_{t-1} + s * z_t
+    az += ay * s
+    gs += ay * hz
+    hy -= hz * s                                  # y_{t-1}
+    # through z_t = z_{t-1} - s * f,  f = tanh(w * y_{t-1} + x_t) + alpha * y_{t-1}
+    th = _tanh(x_t + w * hy)
+    f = th + alpha * hy
+    hz += f * s                                   # z_{t-1}
+    gs -= az * f
+    s_az = az * s
+    gx = -(s_az - s_az * (th * th))               # -s * az * (1 - tanh^2)
+    gw += gx * hy
+    ay += gx * w - alpha * s_az
+    return hy, hz, ay, az, gw, gs, gx
 
 
 @_jit
-def _forward(x, w, s, alpha, ckpt_every, tile, y, states):
+def _forward(x, w, s, alpha, ckpt_every, tile, initial, lengths, y, states):
     n_steps, n_cols = x.shape
     for task in numba.prange((n_cols + tile - 1) // tile):
         lo, hi = task * tile, min(task * tile + tile, n_cols)
-        w_, s_ = w[lo:hi], s[lo:hi]
-        hy, hz = np.zeros(hi - lo, x.dtype), np.zeros(hi - lo, x.dtype)
+        w_, s_, len_ = w[lo:hi], s[lo:hi], lengths[lo:hi]
+        hy, hz = initial[0, lo:hi].copy(), initial[1, lo:hi].copy()
         hy_lost, hz_lost = np.zeros(hi - lo, x.dtype), np.zeros(hi - lo, x.dtype)  # Kahan terms
+        every_column_runs = min(len_.min(), n_steps)  # up to here no column of the tile has ended
         for t in range(n_steps):
             x_t, y_t = x[t, lo:hi], y[t, lo:hi]
-            for j in range(hi - lo):
-                # z_t = z_{t-1} - s * (tanh(w * y_{t-1} + x_t) + alpha * y_{t-1})
-                force = _tanh(x_t[j] + w_[j] * hy[j]) + alpha * hy[j]
-                step = -(hz_lost[j] + force * s_[j])
-                total = hz[j] + step
-                hz_lost[j] = (total - hz[j]) - step
-                hz[j] = total
-                # y_t = y_{t-1} + s * z_t
-                step = -(hy_lost[j] - hz[j] * s_[j])
-                total = hy[j] + step
-                hy_lost[j] = (total - hy[j]) - step
-                hy[j] = total
-                y_t[j] = total
+            if t < every_column_runs:
+                for j in range(hi - lo):
+                    hy[j], hz[j], hy_lost[j], hz_lost[j] = _step_forward(
+                        x_t[j], w_[j], s_[j], alpha, hy[j], hz[j], hy_lost[j], hz_lost[j])
+                    y_t[j] = hy[j]
+            else:  # past its length a column keeps its final state and outputs 0
+                for j in range(hi - lo):
+                    if t < len_[j]:
+                        hy[j], hz[j], hy_lost[j], hz_lost[j] = _step_forward(
+                            x_t[j], w_[j], s_[j], alpha, hy[j], hz[j], hy_lost[j], hz_lost[j])
+                        y_t[j] = hy[j]
+                    else:
+                        y_t[j] = 0.0
             if (t + 1) % ckpt_every == 0 or t == n_steps - 1:
                 states[t // ckpt_every, 0, lo:hi] = hy
                 states[t // ckpt_every, 1, lo:hi] = hz
 
 
 @_jit
-def _backward(x, w, s, alpha, ckpt_every, tile, states, grad_y, grad_x, grad_w_cols, grad_s_cols):
+def _backward(x, w, s, alpha, ckpt_every, tile, lengths, states, grad_y, grad_final, grad_x, grad_w_cols,
+              grad_s_cols, grad_initial):
     n_steps, n_cols = x.shape
     for task in numba.prange((n_cols + tile - 1) // tile):
         lo, hi = task * tile, min(task * tile + tile, n_cols)
-        w_, s_ = w[lo:hi], s[lo:hi]
+        w_, s_, len_ = w[lo:hi], s[lo:hi], lengths[lo:hi]
         hy, hz = np.zeros(hi - lo, x.dtype), np.zeros(hi - lo, x.dtype)   # reconstructed (y_t, z_t)
-        ay, az = np.zeros(hi - lo, x.dtype), np.zeros(hi - lo, x.dtype)   # adjoints dL/dy_t, dL/dz_t
+        ay, az = grad_final[0, lo:hi].copy(), grad_final[1, lo:hi].copy()  # adjoints dL/dy_t, dL/dz_t
         gw, gs = np.zeros(hi - lo, x.dtype), np.zeros(hi - lo, x.dtype)   # per-column dL/dw, dL/ds
+        # below this step every column of the tile runs and restarts only at chunk ends
+        every_column_runs = min(len_.min(), n_steps) - 1
         for t in range(n_steps - 1, -1, -1):
-            if (t + 1) % ckpt_every == 0 or t == n_steps - 1:
-                hy[:] = states[t // ckpt_every, 0, lo:hi]
-                hz[:] = states[t // ckpt_every, 1, lo:hi]
             x_t, gy_t, gx_t = x[t, lo:hi], grad_y[t, lo:hi], grad_x[t, lo:hi]
-            for j in range(hi - lo):
-                ay[j] += gy_t[j]
-                # through y_t = y_{t-1} + s * z_t
-                az[j] += ay[j] * s_[j]
-                gs[j] += ay[j] * hz[j]
-                hy[j] -= hz[j] * s_[j]                        # y_{t-1}
-                # through z_t = z_{t-1} - s * f,  f = tanh(w * y_{t-1} + x_t) + alpha * y_{t-1}
-                th = _tanh(x_t[j] + w_[j] * hy[j])
-                f = th + alpha * hy[j]
-                hz[j] += f * s_[j]                            # z_{t-1}
-                gs[j] -= az[j] * f
-                s_az = az[j] * s_[j]
-                gx = -(s_az - s_az * (th * th))               # -s * az * (1 - tanh^2)
-                gx_t[j] = gx
-                gw[j] += gx * hy[j]
-                ay[j] += gx * w_[j] - alpha * s_az
+            chunk = t // ckpt_every
+            if t < every_column_runs:
+                if (t + 1) % ckpt_every == 0:
+                    hy[:] = states[chunk, 0, lo:hi]
+                    hz[:] = states[chunk, 1, lo:hi]
+                for j in range(hi - lo):
+                    hy[j], hz[j], ay[j], az[j], gw[j], gs[j], gx_t[j] = _step_backward(
+                        x_t[j], gy_t[j], w_[j], s_[j], alpha, hy[j], hz[j], ay[j], az[j], gw[j], gs[j])
+            else:  # a column restarts at its own last step; past its length nothing flows back
+                for j in range(hi - lo):
+                    if t >= len_[j]:
+                        gx_t[j] = 0.0
+                        continue
+                    if (t + 1) % ckpt_every == 0 or t == len_[j] - 1:
+                        hy[j] = states[chunk, 0, lo + j]
+                        hz[j] = states[chunk, 1, lo + j]
+                    hy[j], hz[j], ay[j], az[j], gw[j], gs[j], gx_t[j] = _step_backward(
+                        x_t[j], gy_t[j], w_[j], s_[j], alpha, hy[j], hz[j], ay[j], az[j], gw[j], gs[j])
         grad_w_cols[lo:hi] = gw
         grad_s_cols[lo:hi] = gs
+        grad_initial[0, lo:hi] = ay
+        grad_initial[1, lo:hi] = az
 
 
 @contextlib.contextmanager
@@ -161,9 +228,24 @@ def _per_column(v, batch):
     return np.ascontiguousarray(np.tile(v.numpy(), batch))
 
 
+def _state_columns(state, like, batch, hidden):
+    """A (2, B, H) state (or None: zeros) as the contiguous (2, B * H) array the loops read."""
+    if state is None:
+        return np.zeros((2, batch * hidden), like.dtype)
+    return np.ascontiguousarray(state.numpy().reshape(2, batch * hidden))
+
+
+def _length_columns(lengths, n_steps, batch, hidden):
+    """Each column's sequence length (n_steps for all when lengths is None)."""
+    if lengths is None:
+        return np.full(batch * hidden, n_steps, np.int64)
+    return np.repeat(lengths.numpy().astype(np.int64), hidden)
+
+
 @torch.no_grad()
-def forward(x, weight, c, dt, alpha, ckpt_every):
-    """x: (N, B, H) -> (y: (N, B, H), states: (n_chunks, 2, B, H)), float32 or float64."""
+def forward(x, weight, c, initial, lengths, dt, alpha, ckpt_every):
+    """x: (N, B, H), initial (2, B, H) or None, lengths (B,) or None ->
+    (y: (N, B, H), states: (n_chunks, 2, B, H)), float32 or float64."""
     x = x.contiguous()
     n_steps, batch, hidden = x.shape
     s = dt * torch.sigmoid(c)
@@ -172,22 +254,29 @@ def forward(x, weight, c, dt, alpha, ckpt_every):
     xs = _rows(x)
     with _torch_threads() as threads:
         _forward(xs, _per_column(weight, batch), _per_column(s, batch), xs.dtype.type(alpha), ckpt_every,
-                 _tile(batch * hidden, threads), _rows(y), states.numpy().reshape(states.shape[0], 2, -1))
+                 _tile(batch * hidden, threads), _state_columns(initial, xs, batch, hidden),
+                 _length_columns(lengths, n_steps, batch, hidden), _rows(y),
+                 states.numpy().reshape(states.shape[0], 2, -1))
     return y, states
 
 
 @torch.no_grad()
-def backward(x, weight, c, states, grad_y, dt, alpha, ckpt_every):
-    """Gradients of the loss w.r.t. x (N, B, H), weight (H,) and c (H,), given dL/dy (N, B, H)."""
+def backward(x, weight, c, lengths, states, grad_y, grad_final, dt, alpha, ckpt_every):
+    """Gradients of the loss w.r.t. x (N, B, H), weight (H,), c (H,) and the initial state
+    (2, B, H), given dL/dy (N, B, H) and dL/d(final state) (2, B, H) or None."""
     x, states, grad_y = x.contiguous(), states.contiguous(), grad_y.contiguous()
     n_steps, batch, hidden = x.shape
     sig = torch.sigmoid(c)
     s = dt * sig
     grad_x = torch.empty_like(x)
     grad_w_cols, grad_s_cols = x.new_empty((batch, hidden)), x.new_empty((batch, hidden))
+    grad_initial = x.new_empty((2, batch, hidden))
     xs = _rows(x)
     with _torch_threads() as threads:
         _backward(xs, _per_column(weight, batch), _per_column(s, batch), xs.dtype.type(alpha), ckpt_every,
-                  _tile(batch * hidden, threads), states.numpy().reshape(states.shape[0], 2, -1),
-                  _rows(grad_y), _rows(grad_x), grad_w_cols.numpy().reshape(-1), grad_s_cols.numpy().reshape(-1))
-    return grad_x, grad_w_cols.sum(0), grad_s_cols.sum(0) * dt * sig * (1.0 - sig)
+                  _tile(batch * hidden, threads), _length_columns(lengths, n_steps, batch, hidden),
+                  states.numpy().reshape(states.shape[0], 2, -1), _rows(grad_y),
+                  _state_columns(grad_final, xs, batch, hidden), _rows(grad_x),
+                  grad_w_cols.numpy().reshape(-1), grad_s_cols.numpy().reshape(-1),
+                  grad_initial.numpy().reshape(2, -1))
+    return grad_x, grad_w_cols.sum(0), grad_s_cols.sum(0) * dt * sig * (1.0 - sig), grad_initial

@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from .cpu_path import num_chunks
+from .chunks import num_chunks
 from .kernel_source import KERNEL_SOURCE
 
 CUPY_HINT = ("the UnICORNN CUDA kernel is compiled at run time by NVRTC through CuPy, which is not "
@@ -74,30 +74,37 @@ def _grid(x, block):
     return (-(-(x.shape[1] * x.shape[2]) // block), 1, 1), (block, 1, 1)
 
 
-def forward_plan(x, weight, c, dt, alpha, ckpt_every, block, empty=torch.empty):
-    """unicornn_forward(x, weight, c, y, states, n_steps, n_cols, hidden, dt, alpha, ckpt_every):
-    outputs y (N, B, H) and the chunk-end states (n_chunks, 2, B, H). ``empty(shape, dtype,
-    device)`` allocates the outputs (the tests surround them with guard zones)."""
+def forward_plan(x, weight, c, initial, lengths, dt, alpha, ckpt_every, block, empty=torch.empty):
+    """unicornn_forward(x, weight, c, initial, lengths, y, states, n_steps, n_cols, hidden, dt, alpha,
+    ckpt_every): outputs y (N, B, H) and the chunk-end states (n_chunks, 2, B, H). ``initial``
+    (2, B, H) and ``lengths`` (B,) int32 may be None (a null pointer: zeros, every sequence N
+    steps). ``empty(shape, dtype, device)`` allocates the outputs (the tests surround them with
+    guard zones)."""
     n_steps, batch, hidden = x.shape
     y = empty(x.shape, dtype=x.dtype, device=x.device)
     states = empty((num_chunks(n_steps, ckpt_every), 2, batch, hidden), dtype=x.dtype, device=x.device)
     grid, threads = _grid(x, block)
     return LaunchPlan("unicornn_forward", grid, threads,
-                      (x, weight, c, y, states) + _scalars(x, dt, alpha, ckpt_every), (y, states))
+                      (x, weight, c, initial, lengths, y, states) + _scalars(x, dt, alpha, ckpt_every),
+                      (y, states))
 
 
-def backward_plan(x, weight, c, states, grad_y, dt, alpha, ckpt_every, block, empty=torch.empty):
-    """unicornn_backward(x, weight, c, states, grad_y, grad_x, grad_w_cols, grad_c_cols, n_steps,
-    n_cols, hidden, dt, alpha, ckpt_every): outputs dL/dx (N, B, H) and per-column dL/dw, dL/dc
-    (B, H), which the caller sums over the batch."""
+def backward_plan(x, weight, c, lengths, states, grad_y, grad_final, dt, alpha, ckpt_every, block,
+                  empty=torch.empty):
+    """unicornn_backward(x, weight, c, lengths, states, grad_y, grad_final, grad_x, grad_w_cols,
+    grad_c_cols, grad_initial, n_steps, n_cols, hidden, dt, alpha, ckpt_every): outputs dL/dx
+    (N, B, H), per-column dL/dw, dL/dc (B, H), which the caller sums over the batch, and
+    dL/d(y_0, z_0) (2, B, H). ``lengths`` and ``grad_final`` (2, B, H) may be None."""
     n_steps, batch, hidden = x.shape
     grad_x = empty(x.shape, dtype=x.dtype, device=x.device)
     grad_w_cols = empty((batch, hidden), dtype=x.dtype, device=x.device)
     grad_c_cols = empty((batch, hidden), dtype=x.dtype, device=x.device)
+    grad_initial = empty((2, batch, hidden), dtype=x.dtype, device=x.device)
     grid, threads = _grid(x, block)
     return LaunchPlan("unicornn_backward", grid, threads,
-                      (x, weight, c, states, grad_y, grad_x, grad_w_cols, grad_c_cols)
-                      + _scalars(x, dt, alpha, ckpt_every), (grad_x, grad_w_cols, grad_c_cols))
+                      (x, weight, c, lengths, states, grad_y, grad_final, grad_x, grad_w_cols, grad_c_cols,
+                       grad_initial) + _scalars(x, dt, alpha, ckpt_every),
+                      (grad_x, grad_w_cols, grad_c_cols, grad_initial))
 
 
 def _function(device_index, name, fast_math, prefetch):
@@ -120,10 +127,17 @@ def function_attributes(device, prefetch, fast_math=False):
             for f in [_function(device.index or 0, name, fast_math, prefetch)]}
 
 
+def _pointer(arg):
+    """A kernel argument as CuPy passes it: tensors by address, None as a null pointer."""
+    if arg is None:
+        return np.uint64(0)
+    return np.uint64(arg.data_ptr()) if isinstance(arg, torch.Tensor) else arg
+
+
 def launch(plan, device, fast_math=False, prefetch=DEFAULT_PREFETCH):
     cupy = _cupy()
     function = _function(device.index, plan.kernel, fast_math, prefetch)
-    args = tuple(np.uint64(a.data_ptr()) if isinstance(a, torch.Tensor) else a for a in plan.args)
+    args = tuple(_pointer(a) for a in plan.args)
     with torch.cuda.device(device), cupy.cuda.Device(device.index):
         stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream)
         with stream:
@@ -134,19 +148,30 @@ def _block_for(x):
     return block_size(x.shape[1] * x.shape[2], torch.cuda.get_device_properties(x.device).multi_processor_count)
 
 
-def forward(x, weight, c, dt, alpha, ckpt_every, fast_math=False, prefetch=DEFAULT_PREFETCH):
-    """x: (N, B, H) float32 CUDA -> (y: (N, B, H), states: (n_chunks, 2, B, H))."""
-    x, weight, c = x.contiguous(), weight.contiguous(), c.contiguous()
-    plan = forward_plan(x, weight, c, dt, alpha, ckpt_every, _block_for(x))
+def _contiguous(*tensors):
+    return tuple(None if t is None else t.contiguous() for t in tensors)
+
+
+def _kernel_lengths(lengths, device):
+    return None if lengths is None else lengths.to(device=device, dtype=torch.int32).contiguous()
+
+
+def forward(x, weight, c, initial, lengths, dt, alpha, ckpt_every, fast_math=False, prefetch=DEFAULT_PREFETCH):
+    """x: (N, B, H) float32 CUDA, initial (2, B, H) or None, lengths (B,) or None ->
+    (y: (N, B, H), states: (n_chunks, 2, B, H))."""
+    x, weight, c, initial = _contiguous(x, weight, c, initial)
+    plan = forward_plan(x, weight, c, initial, _kernel_lengths(lengths, x.device), dt, alpha, ckpt_every,
+                        _block_for(x))
     launch(plan, x.device, fast_math, prefetch)
     return plan.outputs
 
 
-def backward(x, weight, c, states, grad_y, dt, alpha, ckpt_every, fast_math=False, prefetch=DEFAULT_PREFETCH):
-    """Gradients w.r.t. x (N, B, H), weight (H,), c (H,) by reconstructing states backwards."""
-    x, weight, c = x.contiguous(), weight.contiguous(), c.contiguous()
-    grad_y, states = grad_y.contiguous(), states.contiguous()
-    plan = backward_plan(x, weight, c, states, grad_y, dt, alpha, ckpt_every, _block_for(x))
+def backward(x, weight, c, lengths, states, grad_y, grad_final, dt, alpha, ckpt_every, fast_math=False,
+             prefetch=DEFAULT_PREFETCH):
+    """(dL/dx, dL/dw, dL/dc, dL/d(initial state)) by reconstructing the states backwards."""
+    x, weight, c, states, grad_y, grad_final = _contiguous(x, weight, c, states, grad_y, grad_final)
+    plan = backward_plan(x, weight, c, _kernel_lengths(lengths, x.device), states, grad_y, grad_final, dt,
+                         alpha, ckpt_every, _block_for(x))
     launch(plan, x.device, fast_math, prefetch)
-    grad_x, grad_w_cols, grad_c_cols = plan.outputs
-    return grad_x, grad_w_cols.sum(0), grad_c_cols.sum(0)
+    grad_x, grad_w_cols, grad_c_cols, grad_initial = plan.outputs
+    return grad_x, grad_w_cols.sum(0), grad_c_cols.sum(0), grad_initial

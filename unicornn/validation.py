@@ -58,3 +58,56 @@ def check_recurrence_inputs(x, weight, c, dt, alpha, allow_any_dtype=False):
     if not (0.0 <= alpha < math.inf):
         raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
     return dt, alpha
+
+
+def check_initial_state(initial_state, x):
+    """(y_0, z_0), each (batch, hidden) on x's device, as one (2, batch, hidden) tensor; None stays None."""
+    if initial_state is None:
+        return None
+    if isinstance(initial_state, torch.Tensor) or not isinstance(initial_state, (tuple, list)) \
+            or len(initial_state) != 2:
+        raise ValueError("initial_state must be a pair (y_0, z_0) of tensors of shape (batch, hidden), "
+                         f"got {type(initial_state).__name__}")
+    batch_hidden = tuple(x.shape[1:])
+    for name, t in zip(("y_0", "z_0"), initial_state):
+        if not isinstance(t, torch.Tensor) or t.dtype not in FLOAT_DTYPES:
+            raise ValueError(f"initial_state's {name} must be a floating point tensor, got "
+                             f"{getattr(t, 'dtype', type(t).__name__)}")
+        if tuple(t.shape) != batch_hidden:
+            raise ValueError(f"initial_state's {name} must have shape (batch, hidden) = {batch_hidden} to "
+                             f"match x of shape {tuple(x.shape)}, got {tuple(t.shape)}")
+        if t.device != x.device:
+            raise ValueError(f"initial_state's {name} is on {t.device} but x is on {x.device}")
+    return torch.stack([initial_state[0], initial_state[1].to(initial_state[0].dtype)])
+
+
+def check_lengths(lengths, x):
+    """lengths: (batch,) integers (a tensor on any device, or a sequence of ints) -> an int64 tensor;
+    the values, in [0, N], are checked where the op runs (``check_length_values``)."""
+    if lengths is None:
+        return None
+    if not isinstance(lengths, torch.Tensor):
+        try:
+            lengths = torch.as_tensor(lengths)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"lengths must be a (batch,) tensor or sequence of integers, got {lengths!r}") from None
+    if lengths.dtype == torch.bool or lengths.is_floating_point() or lengths.is_complex():
+        raise ValueError(f"lengths must hold integers, got {lengths.dtype}")
+    if tuple(lengths.shape) != (x.shape[1],):
+        raise ValueError(f"lengths must have shape (batch,) = ({x.shape[1]},) to match x of shape "
+                         f"{tuple(x.shape)}, got {tuple(lengths.shape)}")
+    return lengths.to(torch.int64)
+
+
+def check_length_values(lengths, n_steps):
+    """Raise unless every length lies in [0, n_steps]; returns None when all equal n_steps (the op
+    then runs its equal-length loops). Reads the values: a device sync for CUDA lengths, skipped
+    (unchecked) while a CUDA graph is being captured."""
+    if lengths is None:
+        return None
+    if lengths.is_cuda and torch.cuda.is_current_stream_capturing():
+        return lengths
+    low, high = int(lengths.min()), int(lengths.max())
+    if low < 0 or high > n_steps:
+        raise ValueError(f"lengths must lie in [0, seq_len] = [0, {n_steps}], got values from {low} to {high}")
+    return None if low == n_steps else lengths

@@ -1,0 +1,97 @@
+"""Is this working tree slower than an earlier revision? Forward+backward of one layer on the CPU path
+(``unicornn.recurrence``, the default implementation), the two trees measured side by side in one run.
+
+Each measurement is a fresh process that imports ``unicornn`` from one tree and prints the median of
+--repeats timed calls after a warm-up; the trees alternate (A B, B A, ...) for --rounds rounds, so
+drift of the machine's speed falls on both. Reports the median over rounds per tree and size and
+the ratio this tree / base. Prints a table and writes JSON.
+
+    python benchmarks/compare_revisions.py --base 47a00b3 --sizes 17984,8,32 784,32,256 1000,128,256
+"""
+import argparse
+import datetime
+import io
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+CHILD = r"""
+import json, statistics, sys, time, torch, unicornn
+n, batch, hidden, repeats = map(int, sys.argv[1:5])
+g = torch.Generator().manual_seed(0)
+x = torch.randn(n, batch, hidden, generator=g).requires_grad_()
+w = torch.rand(hidden, generator=g).requires_grad_()
+c = (torch.rand(hidden, generator=g) * 0.2 - 0.1).requires_grad_()
+grad = torch.randn(n, batch, hidden, generator=g)
+times = []
+for i in range(repeats + 1):
+    started = time.perf_counter()
+    unicornn.recurrence(x, w, c, 0.1, 1.0).backward(grad)
+    times.append(time.perf_counter() - started)
+print(json.dumps({"ms": 1e3 * statistics.median(times[1:]), "file": unicornn.__file__,
+                  "threads": torch.get_num_threads()}))
+"""
+
+
+def export(revision, folder):
+    """The tree of ``revision`` (git archive) unpacked into ``folder``."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], capture_output=True, check=True).stdout
+    tarfile.open(fileobj=io.BytesIO(archive)).extractall(folder, filter="data")
+    return pathlib.Path(folder)
+
+
+def measure(tree, size, repeats):
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    done = subprocess.run([sys.executable, "-c", CHILD, *map(str, size), str(repeats)], cwd=tree, env=env,
+                          capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"measurement in {tree} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["file"].startswith(str(tree)), result  # the tree's own unicornn was measured
+    return result["ms"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", required=True, help="the git revision to compare against")
+    parser.add_argument("--sizes", nargs="+", default=["17984,8,32", "784,32,256", "1000,128,256"])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compare_revisions-cpu.json"))
+    args = parser.parse_args(argv)
+    sizes = [tuple(int(v) for v in s.split(",")) for s in args.sizes]
+    with tempfile.TemporaryDirectory() as scratch:
+        trees = {"base": export(args.base, scratch), "this": ROOT}
+        for tree in trees.values():  # compile or load each tree's Numba cache before timing
+            measure(tree, (2, 1, 1), 1)
+        times = {(name, size): [] for name in trees for size in sizes}
+        for round_ in range(args.rounds):
+            for size in sizes:
+                for name in (("base", "this") if round_ % 2 == 0 else ("this", "base")):
+                    times[name, size].append(measure(trees[name], size, args.repeats))
+    rows = [{"N": s[0], "batch": s[1], "hidden": s[2], "base_ms": statistics.median(times["base", s]),
+             "this_ms": statistics.median(times["this", s]), "base_all_ms": times["base", s],
+             "this_all_ms": times["this", s]} for s in sizes]
+    print(f"\nOne layer on the CPU path, forward+backward, median ms over {args.rounds} alternating rounds "
+          f"of {args.repeats} calls ({datetime.date.today()}); base = {args.base}")
+    print(f"{'(N, batch, hidden)':>20} {'base':>10} {'this tree':>10} {'this/base':>10}")
+    for r in rows:
+        print(f"{str((r['N'], r['batch'], r['hidden'])):>20} {r['base_ms']:10.2f} {r['this_ms']:10.2f} "
+              f"{r['this_ms'] / r['base_ms']:10.3f}")
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"base": args.base, "date": str(datetime.date.today()), "rounds": args.rounds,
+                               "repeats": args.repeats, "rows": rows}, indent=2))
+    print(f"wrote {out}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
