@@ -5,6 +5,7 @@ them leaves the global random-number generator alone, so the --seed a script set
 before) decides the weights and dropout by itself."""
 import hashlib
 
+import pytest
 import torch
 
 from noisy_cifar import data as cifar_data
@@ -31,3 +32,12 @@ def test_the_cifar_noise_is_the_one_every_run_used():
                                      0.4438551962375641]
     assert noise[-1, -3:].tolist() == [-0.6221497654914856, -1.393720030784607, -0.29405319690704346]
     assert sha256(noise, "<f4") == "38d94bd35a05e03b223427f8068d8d69e31bc4d5f4d4db38923e1cc3b36f85ee"
+
+
+@pytest.mark.parametrize("draw", [mnist_data.paper_permutation, cifar_data.paper_noise],
+                         ids=["permutation", "noise"])
+def test_drawing_leaves_the_global_generator_alone(draw):
+    torch.manual_seed(42)
+    state = torch.get_rng_state()
+    draw()
+    assert torch.equal(torch.get_rng_state(), state)
