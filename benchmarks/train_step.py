@@ -27,8 +27,9 @@ SHAPES = {"psMNIST": (784, 1, 10, 1782), "noisy_cifar": (1000, 96, 10, 1600),
 
 
 def step_seconds(task, device, steps):
-    args = experiments.paper_defaults(task)
-    model = experiments.train_module(experiments.experiment_of(task)).build_model(args).to(device)
+    experiment, declared = experiments.find_task(task)
+    args = experiment.paper_defaults(declared)
+    model = experiments.train_module(experiment.name).build_model(args).to(device)
     n, features, classes, _ = SHAPES[task]
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, args.batch, features, generator=g).to(device)

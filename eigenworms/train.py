@@ -1,5 +1,4 @@
-"""Train UnICORNN on EigenWorms (sequences of 17984 steps) with the paper's hyperparameters
-(paper: 94.9% test accuracy).
+"""Train UnICORNN on EigenWorms (sequences of 17984 steps) with the paper's hyperparameters.
 
     python eigenworms/train.py                 # downloads the archive with aeon, splits, caches
 """
@@ -14,12 +13,10 @@ import torch
 from eigenworms import data
 from eigenworms.model import build_model
 from repro import cli, training
+from repro.experiment import Experiment, Task
 from repro.metrics import Metric, evaluate_accuracy
 from repro.paths import default_data_dir
 from repro.seeding import seed_everything
-
-EXPERIMENT = "eigenworms"
-METRIC = Metric("accuracy", higher_is_better=True, paper=94.9, fmt=".2f", unit="%")
 
 
 def build_parser():
@@ -28,12 +25,12 @@ def build_parser():
                        dropout=0.0, lr=0.0076, batch=8)
     cli.add_data_args(parser, data_dir=default_data_dir("eigenworms"),
                       what="folder with the cached split (trainx.npy, ...) or where to make it")
-    cli.add_training_args(parser, epochs=250, task=EXPERIMENT)
+    cli.add_training_args(parser, epochs=250)
     return parser
 
 
 def main(argv=None, on_epoch=None):
-    args = cli.parse_args(build_parser(), argv, experiment=EXPERIMENT)
+    args = EXPERIMENT.start_run(argv)
     device = training.pick_device(args.device)
     splits = data.load_splits(args.data_dir, args.download)
     seed_everything(args.seed)
@@ -41,8 +38,14 @@ def main(argv=None, on_epoch=None):
     model = build_model(args).to(device)
     return training.fit(
         args, model, batches["train"], torch.nn.CrossEntropyLoss(),
-        lambda split: evaluate_accuracy(model, batches[split]), METRIC, on_epoch=on_epoch)
+        lambda split: evaluate_accuracy(model, batches[split]), EXPERIMENT.task(args.task),
+        lr_milestones=EXPERIMENT.lr_drops(args), on_epoch=on_epoch)
 
+
+# the paper keeps the learning rate constant (no lr drops)
+EXPERIMENT = Experiment(
+    name="eigenworms", tasks=(Task("eigenworms", Metric("accuracy", True, ".2f", "%")),),
+    build_parser=build_parser, main=main)
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,4 @@
-"""Train UnICORNN on IMDB sentiment with the paper's hyperparameters (paper: 88.4% test accuracy).
+"""Train UnICORNN on IMDB sentiment with the paper's hyperparameters.
 
     python imdb/train.py            # downloads aclImdb v1 and GloVe 6B, tokenises once, caches
 """
@@ -13,12 +13,10 @@ import torch
 from imdb import data
 from imdb.model import build_model
 from repro import cli, training
+from repro.experiment import Experiment, Task
 from repro.metrics import Metric, evaluate_accuracy
 from repro.paths import default_data_dir
 from repro.seeding import seed_everything
-
-EXPERIMENT = "imdb"
-METRIC = Metric("accuracy", higher_is_better=True, paper=88.4, fmt=".2f", unit="%")
 
 
 def build_parser():
@@ -37,12 +35,12 @@ def build_parser():
     parser.add_argument("--max-vocab", type=cli.positive_int, default=25000, help="vocabulary size (paper)")
     cli.add_data_args(parser, data_dir=default_data_dir("imdb"),
                       what="holds aclImdb/, glove/ and cache/ (downloaded there when missing)")
-    cli.add_training_args(parser, epochs=50, task=EXPERIMENT)
+    cli.add_training_args(parser, epochs=50)
     return parser
 
 
 def main(argv=None, on_epoch=None):
-    args = cli.parse_args(build_parser(), argv, experiment=EXPERIMENT)
+    args = EXPERIMENT.start_run(argv)
     device = training.pick_device(args.device)
     progress = not args.no_progress
     corpus = data.load_corpus(args.data_dir, args.download, args.split_seed, args.valid_size,
@@ -54,9 +52,15 @@ def main(argv=None, on_epoch=None):
     model = build_model(args, embeddings).to(device)
     return training.fit(
         args, model, batches["train"], torch.nn.BCEWithLogitsLoss(),
-        lambda split: evaluate_accuracy(model, batches[split]), METRIC, on_epoch=on_epoch,
+        lambda split: evaluate_accuracy(model, batches[split]), EXPERIMENT.task(args.task),
+        lr_milestones=EXPERIMENT.lr_drops(args), on_epoch=on_epoch,
         suspects=("--lr", "--dt", "--alpha", "--emb-dropout"))
 
+
+# the paper keeps the learning rate constant (no lr drops)
+EXPERIMENT = Experiment(
+    name="imdb", tasks=(Task("imdb", Metric("accuracy", True, ".2f", "%")),),
+    build_parser=build_parser, main=main)
 
 if __name__ == "__main__":
     main()

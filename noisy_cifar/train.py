@@ -1,4 +1,4 @@
-"""Train UnICORNN on noise-padded CIFAR-10 with the paper's hyperparameters (paper: 62.4%).
+"""Train UnICORNN on noise-padded CIFAR-10 with the paper's hyperparameters.
 
     python noisy_cifar/train.py                   # paper set-up, downloads CIFAR-10 with torchvision
 """
@@ -13,12 +13,10 @@ import torch
 from noisy_cifar import data
 from noisy_cifar.model import build_model
 from repro import cli, training
+from repro.experiment import Experiment, Task
 from repro.metrics import Metric, evaluate_accuracy
 from repro.paths import default_data_dir
 from repro.seeding import seed_everything
-
-EXPERIMENT = "noisy_cifar"
-METRIC = Metric("accuracy", higher_is_better=True, paper=62.4, fmt=".2f", unit="%")
 
 
 def build_parser():
@@ -31,12 +29,12 @@ def build_parser():
     parser.add_argument("--valid-size", type=cli.positive_int, default=2000, help="valid split (paper)")
     cli.add_data_args(parser, data_dir=default_data_dir("cifar10"),
                       what="torchvision CIFAR10 root (holding cifar-10-batches-py/)")
-    cli.add_training_args(parser, epochs=500, task=EXPERIMENT)
+    cli.add_training_args(parser, epochs=500)
     return parser
 
 
 def main(argv=None, on_epoch=None):
-    args = cli.parse_args(build_parser(), argv, experiment=EXPERIMENT)
+    args = EXPERIMENT.start_run(argv)
     device = training.pick_device(args.device)
     noise = data.paper_noise()
     splits = data.load_splits(args.data_dir, args.download, args.valid_size)
@@ -45,9 +43,14 @@ def main(argv=None, on_epoch=None):
     model = build_model(args).to(device)
     return training.fit(
         args, model, batches["train"], torch.nn.CrossEntropyLoss(),
-        lambda split: evaluate_accuracy(model, batches[split]), METRIC,
-        lr_milestones=range(args.lr_step, args.epochs, args.lr_step), on_epoch=on_epoch)
+        lambda split: evaluate_accuracy(model, batches[split]), EXPERIMENT.task(args.task),
+        lr_milestones=EXPERIMENT.lr_drops(args), on_epoch=on_epoch)
 
+
+EXPERIMENT = Experiment(
+    name="noisy_cifar", tasks=(Task("noisy_cifar", Metric("accuracy", True, ".2f", "%")),),
+    build_parser=build_parser, main=main,
+    lr_drops=lambda args: list(range(args.lr_step, args.epochs, args.lr_step)))
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,7 @@
 """Permuted sequential MNIST (paper Sec. 4): each 28x28 image is read pixel by pixel as a sequence of
-784 steps of one feature, in a fixed random order drawn as in the 2021 code
-(``torch.manual_seed(5544); torch.randperm(784)``).
+784 steps of one feature, in a fixed random order: the 2021 code's (``torch.manual_seed(5544);
+torch.randperm(784)``), drawn here from a generator of its own seeded 5544, which gives the same
+order and leaves the global random-number generator alone.
 
 Data comes from torchvision's MNIST (pixels scaled to [0, 1], as ``ToTensor()``); the training set
 is split 57000/3000 into train/valid by ``random_split`` with a seeded generator. The images stay in
@@ -36,8 +37,7 @@ class BadIdxFile(ValueError):
 
 
 def paper_permutation():
-    torch.manual_seed(PERMUTATION_SEED)
-    return torch.randperm(784)
+    return torch.randperm(784, generator=torch.Generator().manual_seed(PERMUTATION_SEED))
 
 
 def idx_problem(data, kind, size=None):

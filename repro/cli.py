@@ -1,14 +1,16 @@
 """Command-line flags every ``train.py`` shares, checked when they are parsed, and the rules of
 ``--resume``.
 
-Every flag is validated by argparse itself (a one-line ``error: argument --dt: ...`` and exit 2),
-before any data loads or any file is written. The run folder is claimed and checked for writing
-before data loads too (``claim_run_folder``).
+Parsing (``parse_args``) has no side effects: every flag is validated by argparse itself (a one-line
+``error: argument --dt: ...`` and exit 2) and nothing is written. The run folder is made when the
+run starts (``claim_run_folder``), before any data loads.
 
 Resuming: a run keeps the arguments it was started with (its ``args.json``). Only ``--epochs`` (to
 extend or shorten what is left), ``--device`` and ``--no-progress`` may change; any other flag given
 with ``--resume`` must repeat the saved value or the run is refused, naming the flags. Whether a flag
-was given is read from argparse (abbreviations and ``--flag=value`` included), never from argv.
+was given is read from argparse (abbreviations and ``--flag=value`` included), never from argv. A
+flag renamed since a run was saved keeps its old spelling as an alias (e.g. ``--reduce-point`` for
+``--lr-drop-epoch``), and the run's saved value under the old name is read as the new one.
 """
 import argparse
 import math
@@ -119,7 +121,13 @@ def add_data_args(parser, *, data_dir, what, download=True):
                             help="never download; fail with instructions if the data is missing")
 
 
-def add_training_args(parser, *, epochs, task, epochs_help="training epochs (paper)"):
+def add_lr_drop_arg(parser, *, default, aliases=()):
+    """--lr-drop-epoch: the epoch after which the learning rate is divided by 10 (once)."""
+    parser.add_argument("--lr-drop-epoch", *aliases, dest="lr_drop_epoch", type=positive_int,
+                        default=default, help="divide lr by 10 after this epoch (paper)")
+
+
+def add_training_args(parser, *, epochs, epochs_help="training epochs (paper)"):
     """Flags every train.py shares; the experiment adds its paper hyperparameters itself."""
     group = parser.add_argument_group("run")
     group.add_argument("--epochs", type=positive_int, default=epochs, help=epochs_help)
@@ -130,7 +138,7 @@ def add_training_args(parser, *, epochs, task, epochs_help="training epochs (pap
     group.add_argument("--max-train-batches", type=positive_int, default=None, metavar="N",
                        help="stop each epoch after N batches (smoke runs; default: whole epoch)")
     group.add_argument("--out-dir", default=None, metavar="DIR",
-                       help=f"run folder (default: {RESULTS_ROOT}/{task}/<date-time>)")
+                       help=f"run folder (default: a new {RESULTS_ROOT}/<task>/<date-time>)")
     group.add_argument("--resume", default=None, metavar="RUN_DIR",
                        help="continue an interrupted run from its folder, with its saved arguments "
                             "(only --epochs, --device and --no-progress may change)")
@@ -154,10 +162,10 @@ def parse_with_given(parser, argv):
 
 
 def flag_for(parser, dest):
-    """The long option string of ``dest`` (e.g. 'reduce_point' -> '--reduce-point')."""
+    """The first long option string of ``dest`` (e.g. 'lr_drop_epoch' -> '--lr-drop-epoch')."""
     for action in parser._actions:
         if action.dest == dest and action.option_strings:
-            return max(action.option_strings, key=len)
+            return next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
     return "--" + dest.replace("_", "-")
 
 
@@ -174,33 +182,49 @@ def check_cross_flag_rules(parser, args):
                          f"({count} CUDA devices); use --device cpu")
 
 
-def parse_args(parser, argv, *, experiment, task=None):
-    """Parse and validate argv. A new run gets (and claims) its run folder; with --resume, the
-    run's saved arguments come back, with the changes --resume allows."""
-    task = task or experiment
+def renamed_dests(parser):
+    """{old name: today's dest} for flags that keep an old spelling as an alias, e.g.
+    {'reduce_point': 'lr_drop_epoch'} for --lr-drop-epoch with the alias --reduce-point."""
+    return {option.lstrip("-").replace("-", "_"): action.dest for action in parser._actions
+            for option in action.option_strings
+            if option.startswith("--") and option.lstrip("-").replace("-", "_") != action.dest}
+
+
+def parse_args(parser, argv, *, experiment, task):
+    """Parse and validate argv, without side effects. A new run's out_dir stays None unless given
+    (``claim_run_folder`` makes it); with --resume, the run's saved arguments come back, with the
+    changes --resume allows."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args, given = parse_with_given(parser, argv)
     if args.resume is None:
         check_cross_flag_rules(parser, args)
         args.experiment, args.task = experiment, task
-        args.out_dir = str(claim_run_folder(parser, args.out_dir, task))
         return args
     return _resumed_args(parser, args, given, experiment, task)
 
 
-def claim_run_folder(parser, out_dir, task):
-    """The folder of a new run, created and checked for writing. A default folder is new and
-    unique (date-time to the microsecond, never reused); a given one must not hold a run yet."""
+def claim_run_folder(parser, args):
+    """Make the run's folder when the run starts and check it takes files: a new run gets a new
+    unique folder (date-time to the microsecond, never reused) unless --out-dir names one, which
+    must not hold a run yet; a resumed run's folder must be writable. Returns args with out_dir set."""
+    if args.resume is not None:
+        try:
+            RunFolder(args.out_dir).make_writable_folder()
+        except OSError as err:
+            parser.error(f"--resume {args.resume}: cannot write there: {err}")
+        return args
     try:
-        if out_dir is None:
-            return RunFolder.create_unique(RESULTS_ROOT / task).path
-        folder = RunFolder(out_dir)
+        if args.out_dir is None:
+            args.out_dir = str(RunFolder.create_unique(RESULTS_ROOT / args.task).path)
+            return args
+        folder = RunFolder(args.out_dir)
         held = folder.describe_run()
         if held:
-            parser.error(f"argument --out-dir: {out_dir} already holds a run ({held}). Pass "
-                         f"--resume {out_dir} to continue it, or choose another --out-dir.")
+            parser.error(f"argument --out-dir: {args.out_dir} already holds a run ({held}). Pass "
+                         f"--resume {args.out_dir} to continue it, or choose another --out-dir.")
         folder.make_writable_folder()
-        return folder.path
+        args.out_dir = str(folder.path)
+        return args
     except OSError as err:
         parser.error(f"argument --out-dir: cannot write the run folder: {err}")
 
@@ -212,7 +236,8 @@ def _resumed_args(parser, args, given, experiment, task):
                      "a resumed run stays in its folder (drop --out-dir)")
     folder = RunFolder(run_dir)
     saved = folder.read_args(required=[a.dest for a in parser._actions
-                                       if a.dest != argparse.SUPPRESS and a.dest not in NOT_ARGUMENTS])
+                                       if a.dest != argparse.SUPPRESS and a.dest not in NOT_ARGUMENTS],
+                             renamed=renamed_dests(parser))
     if saved.get("experiment") != experiment:
         parser.error(f"--resume {run_dir}: that is a {saved.get('experiment')!r} run; resume it with "
                      f"{saved.get('experiment')}/train.py, not the {experiment} script")
@@ -229,8 +254,4 @@ def _resumed_args(parser, args, given, experiment, task):
     resumed.resume = resumed.out_dir = str(run_dir)
     resumed.experiment, resumed.task = experiment, saved.get("task", task)
     check_cross_flag_rules(parser, resumed)
-    try:
-        folder.make_writable_folder()
-    except OSError as err:
-        parser.error(f"--resume {run_dir}: cannot write there: {err}")
     return resumed

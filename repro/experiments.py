@@ -1,6 +1,6 @@
-"""The five experiments by name: where each one's train.py lives, how its runs are told apart
-(healthcare has two tasks) and which validation value a sweep optimises. Sweeps and the report
-reach the experiments only through this table."""
+"""The experiments by name: the one table of names and modules. Each module declares the rest in its
+``EXPERIMENT`` (a ``repro.experiment.Experiment``: tasks, metrics, parser, paper defaults, lr drops,
+main); sweeps, the report and the tests reach the experiments only through this table."""
 import importlib
 
 MODULES = {"psMNIST": "psMNIST.train", "noisy_cifar": "noisy_cifar.train",
@@ -10,43 +10,21 @@ NOT_A_SETTING = {"seed", "device", "out_dir", "resume", "no_progress", "data_dir
                  "download", "experiment", "task"}
 
 
-def experiment_of(task):
-    """'healthcare_RR' -> 'healthcare'; every other task is its experiment's name."""
-    return "healthcare" if task.startswith("healthcare_") else task
+def train_module(name):
+    if name not in MODULES:
+        raise SystemExit(f"unknown experiment {name!r}; one of {', '.join(MODULES)}")
+    return importlib.import_module(MODULES[name])
 
 
-def task_of(experiment, args):
-    """The task a run of ``experiment`` with ``args`` belongs to (healthcare: by --name)."""
-    return f"healthcare_{args.name}" if experiment == "healthcare" else experiment
+def get(name):
+    """The declared Experiment called ``name``."""
+    return train_module(name).EXPERIMENT
 
 
-def train_module(experiment):
-    if experiment not in MODULES:
-        raise SystemExit(f"unknown experiment {experiment!r}; one of {', '.join(MODULES)}")
-    return importlib.import_module(MODULES[experiment])
-
-
-def parser_for(experiment, argv=()):
-    """The experiment's train.py parser (healthcare's defaults depend on --name in argv)."""
-    module = train_module(experiment)
-    if experiment == "healthcare":
-        return module.build_parser(module.task_name(list(argv)))
-    return module.build_parser()
-
-
-def paper_defaults(task):
-    """The arguments a train.py run of ``task`` gets with no flags (the paper's set-up)."""
-    experiment = experiment_of(task)
-    module = train_module(experiment)
-    argv = ["--name", task.split("_", 1)[1]] if experiment == "healthcare" else []
-    args = parser_for(experiment, argv).parse_args(argv)
-    derive = getattr(module, "derive_defaults", None)
-    return derive(args) if derive else args
-
-
-def metric(task):
-    """The Metric (name, direction, the paper's test value) that ``task`` is scored and selected by."""
-    module = train_module(experiment_of(task))
-    if experiment_of(task) == "healthcare":
-        return module.metric_of(task.split("_", 1)[1])
-    return module.METRIC
+def find_task(task_name):
+    """(Experiment, Task) of a task name, e.g. 'healthcare_RR', searching every experiment."""
+    for name in MODULES:
+        experiment = get(name)
+        if task_name in {t.name for t in experiment.tasks}:
+            return experiment, experiment.task(task_name)
+    raise SystemExit(f"no experiment has a task {task_name!r}")

@@ -1,5 +1,5 @@
-"""How the experiments are scored: accuracy (classification) and RMSE (healthcare regression), and
-the ``Metric`` that says which is better and how to print it beside the paper's value."""
+"""How the experiments are scored: accuracy (classification) and RMSE (regression), and the
+``Metric`` that says which value is better and how to print it."""
 import dataclasses
 import math
 
@@ -8,15 +8,17 @@ import torch
 
 @dataclasses.dataclass
 class Metric:
-    """How an experiment is scored, e.g. Metric("accuracy", True, 98.4, ".2f", "%")."""
+    """How a task is scored, e.g. Metric("accuracy", True, ".2f", "%")."""
     name: str
     higher_is_better: bool
-    paper: float
     fmt: str
     unit: str = ""
 
     def better(self, new, old):
         return old is None or (new > old if self.higher_is_better else new < old)
+
+    def best(self, values):
+        return max(values) if self.higher_is_better else min(values)
 
     def show(self, value):
         return "-" if value is None else f"{value:{self.fmt}}{self.unit}"

@@ -20,12 +20,23 @@ import torch
 
 from . import atomic
 
-CHECKPOINT, ARGS, LOG, SUMMARY, HISTORY = ("checkpoint.pt", "args.json", "log.json", "summary.json",
-                                           "history.jsonl")
+# the file names of a run folder (the docstring above says what each holds); only these constants
+# spell them out
+CHECKPOINT, ARGS, LOG, LOG_CSV, SUMMARY, HISTORY, BEST_MODEL = (
+    "checkpoint.pt", "args.json", "log.json", "log.csv", "summary.json", "history.jsonl", "best_model.pt")
 
 
 def timestamp():
     return datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+
+
+def upgrade_names(saved, renamed):
+    """Saved arguments with values under an old name ({old: new}) moved to the new name."""
+    saved = dict(saved)
+    for old, new in renamed.items():
+        if old in saved and new not in saved:
+            saved[new] = saved.pop(old)
+    return saved
 
 
 class RunFolder:
@@ -76,7 +87,9 @@ class RunFolder:
 
     # ---- reading ---------------------------------------------------------------------------------
 
-    def read_args(self, required):
+    def read_args(self, required, renamed=None):
+        """The saved arguments, checked to hold ``required``; a value saved under an old name of
+        ``renamed`` ({old: new}) is read as the new one."""
         path = self.file(ARGS)
         if not path.exists():
             raise SystemExit(f"{path} not found: --resume takes the folder of a run started by a "
@@ -88,11 +101,19 @@ class RunFolder:
                              "Restore it, or start a new run with --out-dir.") from None
         if not isinstance(saved, dict):
             raise SystemExit(f"{path} does not hold the arguments of a run; start a new run with --out-dir")
+        saved = upgrade_names(saved, renamed or {})
         missing = [name for name in list(required) + ["experiment"] if name not in saved]
         if missing:
             raise SystemExit(f"{path} lacks {', '.join(missing)}: it was not written by this version "
                              "of the train.py scripts. Start a new run with --out-dir.")
         return saved
+
+    def read_summary(self):
+        """summary.json (the result where the run finished), or None."""
+        try:
+            return json.loads(self.file(SUMMARY).read_text())
+        except (OSError, ValueError):
+            return None
 
     def read_log(self):
         path = self.file(LOG)
@@ -131,7 +152,7 @@ class RunFolder:
         self._write(atomic.torch_save, CHECKPOINT, state)
 
     def save_best_model(self, model):
-        self._write(atomic.torch_save, "best_model.pt", model.state_dict())
+        self._write(atomic.torch_save, BEST_MODEL, model.state_dict())
 
     def write_log(self, rows):
         """log.json and log.csv with every epoch so far (consistent with the checkpoint)."""
@@ -139,7 +160,7 @@ class RunFolder:
         header = list(rows[0])
         lines = [",".join(header)] + [",".join("" if row[k] is None else str(row[k]) for k in header)
                                       for row in atomic.json_safe(rows)]
-        self._write(atomic.write_bytes, "log.csv", ("\n".join(lines) + "\n").encode())
+        self._write(atomic.write_bytes, LOG_CSV, ("\n".join(lines) + "\n").encode())
 
     def write_summary(self, summary):
         self._write(atomic.write_json, SUMMARY, summary)

@@ -32,7 +32,7 @@ import sys
 
 from . import cli, experiments
 from .paths import REPO_ROOT, RESULTS_ROOT
-from .run_folder import RunFolder, timestamp
+from .run_folder import CHECKPOINT, RunFolder, timestamp
 
 SPEC = "sweep.json"
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
@@ -143,24 +143,23 @@ def run_trial(config, spec, sweep_dir):
     context = tune.get_context()
     torch.set_num_threads(max(1, int(spec["resources"]["cpu"])))
     run = RunFolder(pathlib.Path(sweep_dir) / "runs" / run_dir_name(context.get_trial_id(), config))
-    module = experiments.train_module(spec["experiment"])
-    summary = run.file("summary.json")
-    if summary.exists():
-        status = json.loads(summary.read_text()).get("status")
-        if status == "finished":
+    experiment = experiments.get(spec["experiment"])
+    summary = run.read_summary()
+    if summary is not None:
+        if summary.get("status") == "finished":
             for row in run.read_log():
                 tune.report(row)
             return
-        raise RuntimeError(f"{run.path} stopped earlier ({status}); see its summary.json")
-    if run.file("checkpoint.pt").exists():
+        raise RuntimeError(f"{run.path} stopped earlier ({summary.get('status')}); see its summary")
+    if run.file(CHECKPOINT).exists():
         argv = ["--resume", str(run.path), "--no-progress"]
     else:
-        train_parser = experiments.parser_for(spec["experiment"], spec["train_argv"])
+        train_parser = experiment.parser_for(spec["train_argv"])
         base = check_flags(train_parser, spec["train_argv"])
         argv = spec["train_argv"] + flag_argv(train_parser, base, config) + \
             ["--out-dir", str(run.path), "--no-progress"]
     try:
-        module.main(argv, on_epoch=lambda row: tune.report(dict(row)))
+        experiment.main(argv, on_epoch=lambda row: tune.report(dict(row)))
     except SystemExit as err:  # a clear message from the harness: the trial fails with it
         raise RuntimeError(str(err)) from None
 
@@ -186,7 +185,8 @@ def absolute_paths(train_parser, argv):
 def new_spec(parser, args, train_argv):
     if train_argv and not train_argv[0].startswith("-"):
         parser.error(f"unexpected {train_argv[0]!r}")
-    train_parser = experiments.parser_for(args.experiment, train_argv)
+    experiment = experiments.get(args.experiment)
+    train_parser = experiment.parser_for(train_argv)
     base, given = cli.parse_with_given(train_parser, train_argv)
     cli.check_cross_flag_rules(train_parser, base)
     for own in ("resume", "out_dir"):
@@ -195,7 +195,7 @@ def new_spec(parser, args, train_argv):
     if "seed" in given and args.seeds:
         parser.error("give either --seed (one seed for every trial) or --seeds, not both")
     samples = [parse_sample(text, train_parser, train_argv, base) for text in args.sample]
-    metric = experiments.metric(experiments.task_of(args.experiment, base))
+    metric = experiment.task_for(train_argv).metric
     return {"experiment": args.experiment, "train_argv": absolute_paths(train_parser, train_argv),
             "seeds": args.seeds, "samples": samples, "num_samples": args.num_samples,
             "max_concurrent": args.max_concurrent, "metric": f"valid_{metric.name}",

@@ -15,6 +15,7 @@ import time
 import torch
 from tqdm import tqdm
 
+from . import references
 from .run_folder import RunFolder
 from .seeding import restore_rng_states, rng_states
 
@@ -44,11 +45,15 @@ def _diverged(run, what, epoch, suspects, best, args, metric):
 
 
 def summary_of(best, metric, args, status, **extra):
-    """summary.json: the test value at the best valid epoch, beside the paper's; status is
-    "finished" or "diverged" (a run without summary.json is unfinished)."""
+    """summary.json: the test value at the best valid epoch; status is "finished" or "diverged" (a
+    run without summary.json is unfinished)."""
     return {"status": status, "epochs": args.epochs, "best_epoch": best["epoch"],
-            f"best_valid_{metric.name}": best["valid"], f"test_{metric.name}": best["test"],
-            f"paper_test_{metric.name}": metric.paper, **extra}
+            f"best_valid_{metric.name}": best["valid"], f"test_{metric.name}": best["test"], **extra}
+
+
+def lr_scheduler(optimizer, milestones):
+    """The paper's schedule: lr divided by 10 after each epoch in ``milestones`` (one step per epoch)."""
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(milestones), gamma=0.1)
 
 
 def set_milestones(scheduler, milestones):
@@ -61,12 +66,14 @@ def set_milestones(scheduler, milestones):
         group["lr"] = base_lr * scheduler.gamma ** passed
 
 
-def fit(args, model, train_batches, loss_fn, evaluate, metric, lr_milestones=(), on_epoch=None,
+def fit(args, model, train_batches, loss_fn, evaluate, task, lr_milestones=(), on_epoch=None,
         suspects=("--lr", "--dt", "--alpha")):
-    """Train with Adam (lr = args.lr, divided by 10 at each epoch in ``lr_milestones``) until
+    """Train with Adam (lr = args.lr, divided by 10 after each epoch in ``lr_milestones``) until
     args.epochs, evaluating ``evaluate("valid")`` and ``evaluate("test")`` after every epoch and
     checkpointing; ``on_epoch(row)`` sees each epoch's log row (sweeps report it to Ray Tune).
-    Returns the summary: the test value at the epoch of the best valid value."""
+    ``task`` (a repro.experiment.Task) gives the metric and the reference values. Returns the
+    summary: the test value at the epoch of the best valid value."""
+    metric = task.metric
     from torch.utils.tensorboard import SummaryWriter  # imports TensorBoard: only when training
 
     run = RunFolder(args.out_dir)
@@ -82,7 +89,7 @@ def fit(args, model, train_batches, loss_fn, evaluate, metric, lr_milestones=(),
                        device=str(device))
 
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(lr_milestones), gamma=0.1)
+    scheduler = lr_scheduler(optimizer, lr_milestones)
     rows, best = [], {"valid": None, "test": None, "epoch": None}
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
@@ -150,6 +157,7 @@ def fit(args, model, train_batches, loss_fn, evaluate, metric, lr_milestones=(),
     summary = summary_of(best, metric, args, status="finished")
     run.write_summary(summary)
     run.append_history("finished", epochs=args.epochs)
-    print(f"final test {metric.name}: {metric.show(best['test'])} (paper: {metric.paper}{metric.unit}), "
-          f"selected at epoch {best['epoch']} by valid {metric.show(best['valid'])}")
+    print(f"final test {metric.name}: {metric.show(best['test'])} at the best validation epoch "
+          f"({best['epoch']}, valid {metric.show(best['valid'])}); "
+          f"{references.describe(task.reference, metric)}")
     return summary

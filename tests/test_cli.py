@@ -4,8 +4,11 @@ except --epochs, --device and --no-progress."""
 import json
 import os
 import pathlib
+import shutil
 
 import pytest
+
+from conftest import REPO
 
 from psMNIST import train as psmnist
 from eigenworms import train as worms
@@ -13,6 +16,7 @@ from healthcare import train as health
 from imdb import train as imdb
 from noisy_cifar import train as cifar
 from repro import cli, run_folder
+from tiny_data import write_mnist
 
 SCRIPTS = {"psMNIST": psmnist, "noisy_cifar": cifar, "eigenworms": worms, "healthcare": health,
            "imdb": imdb}
@@ -45,7 +49,8 @@ def test_bad_flags_stop_before_anything_loads_or_is_written(script, argv, flag, 
 
 
 @pytest.mark.parametrize("script,argv,flag", [
-    ("psMNIST", ["--reduce-point", "0"], "--reduce-point"), ("psMNIST", ["--test-batch", "0"], "--test-batch"),
+    ("psMNIST", ["--lr-drop-epoch", "0"], "--lr-drop-epoch"), ("psMNIST", ["--reduce-point", "0"], "--lr-drop-epoch"),
+    ("psMNIST", ["--test-batch", "0"], "--test-batch"),
     ("psMNIST", ["--valid-size", "0"], "--valid-size"), ("noisy_cifar", ["--lr-step", "0"], "--lr-step"),
     ("healthcare", ["--lr-drop-epoch", "0"], "--lr-drop-epoch"), ("healthcare", ["--name", "XX"], "--name"),
     ("imdb", ["--emb-dropout", "1.0"], "--emb-dropout"), ("imdb", ["--emb-dim", "64"], "--emb-dim"),
@@ -73,7 +78,7 @@ def test_help_shows_every_default_and_no_machine_specific_paths(script, capsys):
 def test_psmnist_help_names_the_epochs_rule(capsys):
     with pytest.raises(SystemExit):
         psmnist.main(["--help"])
-    assert "(default: 4 x the reduce point = 2600" in " ".join(capsys.readouterr().out.split())
+    assert "(default: 4 x the lr drop epoch = 2600" in " ".join(capsys.readouterr().out.split())
 
 
 def test_default_run_folders_are_unique_within_one_microsecond(tmp_path, monkeypatch):
@@ -93,10 +98,23 @@ def test_two_runs_started_together_get_their_own_folders(tiny_psmnist, tmp_path,
 
 def test_default_run_folder_is_under_the_repository_not_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    parser = psmnist.build_parser()
     monkeypatch.setattr(run_folder.RunFolder, "create_unique", classmethod(lambda cls, parent: cls(parent / "x")))
-    args = cli.parse_args(parser, [], experiment="psMNIST")
+    args = psmnist.EXPERIMENT.start_run([])
     assert pathlib.Path(args.out_dir) == pathlib.Path(psmnist.__file__).resolve().parents[1] / "results" / "psMNIST" / "x"
+
+
+def test_parsing_makes_no_folder(tmp_path, monkeypatch):
+    """Parsing only parses: the run folder is made when the run starts (it used to be made by
+    cli.parse_args, so code that only wanted the arguments left empty run folders behind)."""
+    monkeypatch.setattr(cli, "RESULTS_ROOT", tmp_path / "results")
+    args = cli.parse_args(psmnist.build_parser(), [], experiment="psMNIST", task="psMNIST")
+    assert args.out_dir is None and not (tmp_path / "results").exists()
+    for name, script in SCRIPTS.items():
+        _, args = script.EXPERIMENT.parse_args(["--out-dir", str(tmp_path / name)])
+        assert args.out_dir == str(tmp_path / name) and not (tmp_path / name).exists()
+    args = psmnist.EXPERIMENT.start_run([])
+    assert pathlib.Path(args.out_dir).parent == tmp_path / "results" / "psMNIST"
+    assert pathlib.Path(args.out_dir).is_dir()
 
 
 def test_an_existing_run_is_refused_without_resume(tiny_psmnist, tmp_path, capsys):
@@ -146,6 +164,26 @@ def test_resume_refuses_changed_flags_and_accepts_repeated_ones(finished_run, ca
     code, err = exit_code_and_stderr(capsys, psmnist.main, ["--resume", str(finished_run),
                                                            "--out-dir", str(finished_run.parent / "x")])
     assert code == 2 and "different folders" in err
+
+
+def test_a_run_saved_before_a_flag_was_renamed_resumes(tmp_path, capsys):
+    """tests/data/run-psMNIST-2026-11-30 was written by the code of that day, when --lr-drop-epoch
+    was --reduce-point (args.json: "reduce_point": 1). Only its data paths are rewritten to this
+    test's copy of the same tiny MNIST files."""
+    run = tmp_path / "run"
+    shutil.copytree(REPO / "tests" / "data" / "run-psMNIST-2026-11-30", run)
+    saved = json.loads((run / "args.json").read_text())
+    assert saved["reduce_point"] == 1 and "lr_drop_epoch" not in saved
+    saved.update(data_dir=str(write_mnist(tmp_path / "mnist")), cache_dir=str(tmp_path / "cache"))
+    (run / "args.json").write_text(json.dumps(saved))
+    summary = psmnist.main(["--resume", str(run), "--epochs", "3"])
+    log = json.loads((run / "log.json").read_text())
+    assert [row["lr"] for row in log] == pytest.approx([0.00251, 0.000251, 0.000251]) and summary["epochs"] == 3
+    resumed = json.loads((run / "args.json").read_text())
+    assert resumed["lr_drop_epoch"] == 1 and "reduce_point" not in resumed
+    code, err = exit_code_and_stderr(capsys, psmnist.main, ["--resume", str(run), "--reduce-point", "2"])
+    assert code == 2 and "--lr-drop-epoch 2 (run: 1)" in err
+    assert psmnist.main(["--resume", str(run), "--reduce-point", "1", "--no-progress"])["epochs"] == 3
 
 
 def test_resume_refuses_another_experiments_folder(finished_run, tmp_path, capsys):

@@ -57,6 +57,43 @@ def test_nothing_shipped_cites_paths_of_our_machines():
                 assert "../shared" not in path.read_text() and "/work/" not in path.read_text(), path
 
 
+def code_strings(path, table=None):
+    """The string constants of a module's code: docstrings (examples, explanations) and the
+    assignment to ``table`` excluded."""
+    tree = ast.parse(path.read_text())
+    tree.body = [node for node in tree.body if not (isinstance(node, ast.Assign) and any(
+        isinstance(target, ast.Name) and target.id == table for target in node.targets))]
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)
+            and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+# authors_logs.py maps the tasks to the authors' published log files (data, not behaviour)
+HARNESS_CODE = [p for p in sorted((REPO / "repro").glob("*.py")) if p.name != "authors_logs.py"]
+
+
+def test_the_harness_special_cases_no_experiment():
+    """Experiments are named only in the table of repro/experiments.py (MODULES); all else about
+    them is read from their declarations."""
+    from repro import experiments
+    names = set(experiments.MODULES) | {t.name for n in experiments.MODULES for t in experiments.get(n).tasks}
+    for path in HARNESS_CODE:
+        named = {name for text in code_strings(path, table="MODULES") for name in names if name in text}
+        assert not named, f"{path.name} names {named}: declare it in the experiment's EXPERIMENT instead"
+
+
+def test_run_folder_file_names_are_spelled_out_once():
+    from repro import run_folder
+    files = {run_folder.CHECKPOINT, run_folder.ARGS, run_folder.LOG, run_folder.LOG_CSV, run_folder.SUMMARY,
+             run_folder.HISTORY, run_folder.BEST_MODEL}
+    for path in HARNESS_CODE:
+        if path.name != "run_folder.py":
+            spelled = {name for text in code_strings(path) for name in files if name in text}
+            assert not spelled, f"{path.name} spells out {spelled}: use the constants of repro/run_folder.py"
+
+
 def test_real_mnist_location_follows_the_environment(tmp_path):
     env = dict(os.environ, UNICORNN_MNIST_DIR=str(tmp_path))
     done = subprocess.run([sys.executable, "-c", "import conftest; print(conftest.MNIST_DIR)"],

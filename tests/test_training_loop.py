@@ -17,6 +17,7 @@ from healthcare import train as health
 from psMNIST import train as psmnist
 from repro import training
 from repro.batching import tensor_batches
+from repro.experiment import Task
 from repro.metrics import Metric
 
 
@@ -33,8 +34,8 @@ def tiny_fit(tmp_path, loss_fn, epochs=3, max_train_batches=None, n=40, batch=8)
     batches = tensor_batches(x, y, batch, lambda t: t, shuffle=True, seed=0)
     args = argparse.Namespace(epochs=epochs, out_dir=str(tmp_path / "run"), lr=0.01,
                               max_train_batches=max_train_batches, no_progress=True)
-    metric = Metric("accuracy", True, 50.0, ".1f")
-    return training.fit(args, model, batches, loss_fn, lambda split: 50.0, metric), tmp_path / "run"
+    task = Task("tiny", Metric("accuracy", True, ".1f"))
+    return training.fit(args, model, batches, loss_fn, lambda split: 50.0, task), tmp_path / "run"
 
 
 def test_logged_loss_is_the_mean_over_the_batches_run(tmp_path):
