@@ -47,6 +47,40 @@ def test_eigenworms_split_matches_lem_recipe_on_259_items():
     assert np.array_equal(splits["test"][1], worms_data.split_like_lem(x, y)["test"][1])
 
 
+# The LEM split of the 259 merged series (train_test_split(test_size=0.3, random_state=1234), then the
+# 30% half/half with the same seed): sklearn draws it from NumPy's legacy RandomState, whose stream
+# NumPy keeps stable, so these indices are the paper's valid and test worms for every version.
+EIGENWORMS_VALID = [95, 231, 48, 6, 59, 250, 160, 238, 117, 100, 125, 165, 148, 147, 67, 31, 32, 253, 226,
+                    9, 224, 258, 43, 92, 243, 22, 44, 167, 71, 131, 51, 111, 138, 40, 173, 5, 132, 256, 257]
+EIGENWORMS_TEST = [212, 217, 182, 73, 29, 94, 170, 169, 157, 106, 91, 63, 77, 245, 210, 74, 141, 97, 215,
+                   54, 65, 153, 254, 108, 187, 190, 101, 52, 181, 110, 227, 7, 58, 66, 99, 168, 93, 39, 183]
+
+
+def test_eigenworms_split_indices_are_pinned():
+    x, y = np.arange(259 * 2).reshape(259, 1, 2), np.arange(259)  # y is each series' index
+    splits = worms_data.split_like_lem(x, y)
+    assert splits["valid"][1].tolist() == EIGENWORMS_VALID
+    assert splits["test"][1].tolist() == EIGENWORMS_TEST
+    assert splits["train"][1][:8].tolist() == [248, 188, 176, 150, 232, 12, 24, 56]
+    assert sorted(splits["train"][1]) == sorted(set(range(259)) - set(EIGENWORMS_VALID) - set(EIGENWORMS_TEST))
+    for name, (split_x, split_y) in splits.items():  # series and labels move together
+        assert np.array_equal(split_x, x[split_y])
+
+
+def test_eigenworms_loader_splits_the_archive_in_train_then_test_order(worms_dir):
+    """The 30 TRAIN series come first, then the 10 TEST ones, as aeon merges them; the split of
+    those 40 is pinned (the same recipe as the 259 above)."""
+    folder, x, y = worms_dir
+    splits = worms_data.load_splits(folder)
+    expected = {"train": [3, 10, 6, 2, 34, 29, 27, 18, 35, 9, 25, 5, 16, 36, 22, 33, 28, 37, 32, 11, 30,
+                          26, 23, 15, 24, 12, 38, 19],
+                "valid": [39, 8, 4, 31, 20, 1], "test": [17, 13, 7, 14, 21, 0]}
+    for name, indices in expected.items():
+        split_x, split_y = splits[name]
+        assert np.array_equal(split_x, x[indices].transpose(0, 2, 1).astype(np.float32))
+        assert split_y.tolist() == [int(label) - 1 for label in y[indices]]
+
+
 def test_eigenworms_batches_layout(worms_dir):
     splits = worms_data.load_splits(worms_dir[0])
     batches = worms_data.make_batches(splits, "cpu", batch=8, seed=0)

@@ -146,7 +146,7 @@ class UnICORNNLayer(nn.Module):
             nn.init.kaiming_uniform_(layer.weight, a=8, mode="fan_in")
             nn.init.zeros_(layer.bias)
 
-    def _check_state(self, state, batch, like):
+    def _check_state(self, state, batch):
         if state is None:
             return None
         expected = (self.num_layers * self.num_directions, batch, self.hidden_size)
@@ -173,7 +173,7 @@ class UnICORNNLayer(nn.Module):
         if x.dim() != 3 or x.shape[2] != self.input_size:
             raise ValueError(f"expected input of shape (seq_len, batch, {self.input_size})"
                              f"{' with batch_first=False' if self.batch_first else ''}, got {tuple(x.shape)}")
-        state = self._check_state(state, x.shape[1], x)
+        state = self._check_state(state, x.shape[1])
         final_y, final_z = [], []
         output = x
         for layer in range(self.num_layers):

@@ -96,7 +96,8 @@ def check_lengths(lengths, x):
     if tuple(lengths.shape) != (x.shape[1],):
         raise ValueError(f"lengths must have shape (batch,) = ({x.shape[1]},) to match x of shape "
                          f"{tuple(x.shape)}, got {tuple(lengths.shape)}")
-    return lengths.to(torch.int64)
+    # the CPU path reads them on the CPU; the CUDA kernel takes them from either device
+    return lengths.to(device="cpu" if x.device.type == "cpu" else lengths.device, dtype=torch.int64)
 
 
 def check_length_values(lengths, n_steps):
