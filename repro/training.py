@@ -15,6 +15,7 @@ import time
 import torch
 from tqdm import tqdm
 
+from . import folder_lock
 from .run_folder import RunFolder
 from .seeding import restore_rng_states, rng_states
 
@@ -66,11 +67,28 @@ def fit(args, model, train_batches, loss_fn, evaluate, metric, lr_milestones=(),
     """Train with Adam (lr = args.lr, divided by 10 at each epoch in ``lr_milestones``) until
     args.epochs, evaluating ``evaluate("valid")`` and ``evaluate("test")`` after every epoch and
     checkpointing; ``on_epoch(row)`` sees each epoch's log row (sweeps report it to Ray Tune).
-    Returns the summary: the test value at the epoch of the best valid value."""
+    Returns the summary: the test value at the epoch of the best valid value. The run folder is
+    locked while it trains: a second process on it is refused (folder_lock)."""
+    run = RunFolder(args.out_dir)
+    with folder_lock.hold(run.path, "run folder"):
+        refuse_a_run_started_meanwhile(run, args)
+        return _fit_locked(run, args, model, train_batches, loss_fn, evaluate, metric, lr_milestones,
+                           on_epoch, suspects)
+
+
+def refuse_a_run_started_meanwhile(run, args):
+    """A new run whose folder got a run between the flag checks and the lock (two processes
+    started at once with one --out-dir; the other one is done or gone now) must not take it over."""
+    held = None if getattr(args, "resume", None) else run.describe_run()
+    if held:
+        raise SystemExit(f"{run.path} already holds a run ({held}), started by another process; "
+                         f"continue it with --resume {run.path}, or choose another --out-dir")
+
+
+def _fit_locked(run, args, model, train_batches, loss_fn, evaluate, metric, lr_milestones, on_epoch,
+                suspects):
     from torch.utils.tensorboard import SummaryWriter  # imports TensorBoard: only when training
 
-    run = RunFolder(args.out_dir)
-    run.path.mkdir(parents=True, exist_ok=True)  # the scripts claimed it already; direct callers need not
     checkpoint = run.load_checkpoint()
     start_epoch = checkpoint["epoch"] if checkpoint else 0
     if args.epochs < start_epoch:
