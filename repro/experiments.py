@@ -1,7 +1,14 @@
 """The five experiments by name: where each one's train.py lives, how its runs are told apart
 (healthcare has two tasks) and which validation value a sweep optimises. Sweeps and the report
-reach the experiments only through this table."""
+reach the experiments only through this table. The experiment folders are packages at the
+repository's root: they are imported from there (where ``repro`` knows the repository to be), so
+``python -m repro.sweep`` and ``python -m repro.report`` work from any directory."""
 import importlib
+import importlib.machinery
+import importlib.util
+import sys
+
+from .paths import REPO_ROOT
 
 MODULES = {"psMNIST": "psMNIST.train", "noisy_cifar": "noisy_cifar.train",
            "eigenworms": "eigenworms.train", "healthcare": "healthcare.train", "imdb": "imdb.train"}
@@ -23,7 +30,26 @@ def task_of(experiment, args):
 def train_module(experiment):
     if experiment not in MODULES:
         raise SystemExit(f"unknown experiment {experiment!r}; one of {', '.join(MODULES)}")
+    _import_from_repository(MODULES[experiment].split(".")[0])
     return importlib.import_module(MODULES[experiment])
+
+
+def _import_from_repository(package):
+    """Import the experiment folder ``package`` from the repository root unless it is imported
+    already; nothing else is added to the import path."""
+    if package in sys.modules:
+        return
+    spec = importlib.machinery.PathFinder.find_spec(package, [str(REPO_ROOT)])
+    if spec is None:
+        raise SystemExit(f"the experiment folder {REPO_ROOT / package} is missing: repro runs from a "
+                         "checkout of this repository (bash setup.sh installs it in editable mode)")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[package] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[package]
+        raise
 
 
 def parser_for(experiment, argv=()):

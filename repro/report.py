@@ -4,12 +4,15 @@
     python -m repro.report results/sweeps/psMNIST-... --figures /tmp/figs --markdown /tmp/report.md
 
 Reads every run folder (a folder with args.json) under the given folders, single runs and sweep
-trials alike, and groups them by task and setting (the flags that differ from the paper's set-up;
-seed, device and paths do not count). Per group: finished runs, mean +- std (sample std), min and
-max of the test value at the epoch of the best validation value, the paper's value and the
-difference. Unfinished and diverged runs are listed, never averaged. Figures:
-<figures>/curves-<task>.png, validation value per epoch (mean and min-max band over the finished
-runs of a setting, unfinished runs dashed) with the authors' published 2021 curve.
+trials alike, each once however the folders overlap, and groups them by task and setting (the flags
+that differ from the paper's set-up; seed, device and paths do not count). Per group: finished
+runs, mean +- std (sample std), min and max of the test value at the epoch of the best validation
+value, the paper's value and the difference. Unfinished and diverged runs are listed, never
+averaged; a damaged run folder (unreadable JSON, log rows without the metric) is listed with what
+is wrong and the rest is reported. Writes report.md (--markdown) and the figures (--figures) into
+the first folder given unless told otherwise, never into the repository: curves-<task>.png,
+validation value per epoch (mean and min-max band over the finished runs of a setting, unfinished
+runs dashed) with the authors' published 2021 curve.
 """
 import argparse
 import collections
@@ -20,7 +23,6 @@ import statistics
 import sys
 
 from . import authors_logs, experiments
-from .paths import REPO_ROOT
 
 MAX_SETTINGS_PER_FIGURE = 5
 
@@ -47,6 +49,31 @@ def _read_json(path, default=None):
         return default
 
 
+class Malformed(Exception):
+    """A run folder whose files cannot be used: it is listed as not counted, with this reason."""
+
+
+def _load_json(path, default=None):
+    """The file's JSON, ``default`` when it is absent; Malformed when it cannot be read."""
+    if not path.exists():
+        return default
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise Malformed(f"{path.name} cannot be read ({err})") from None
+
+
+def check_log(log, metric):
+    """Every row of a log.json must hold its epoch and both values of the task's metric."""
+    if not isinstance(log, list):
+        raise Malformed("log.json does not hold a list of epochs")
+    for number, row in enumerate(log, 1):
+        for key in ("epoch", f"valid_{metric.name}", f"test_{metric.name}"):
+            value = row.get(key) if isinstance(row, dict) else None
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise Malformed(f"log.json row {number} has no number {key!r}")
+
+
 def run_status(args, log, summary):
     if summary and summary.get("status") == "diverged":
         return "diverged"
@@ -71,22 +98,47 @@ def describe_setting(args, defaults):
     return ", ".join(changed) or "paper set-up"
 
 
-def find_runs(folders):
-    runs, defaults = [], {}
-    for folder in folders:
-        for args_file in sorted(pathlib.Path(folder).rglob("args.json")):
-            args = _read_json(args_file)
-            if not isinstance(args, dict) or args.get("experiment") not in experiments.MODULES:
-                print(f"skipped {args_file.parent}: not a run folder of these experiments", file=sys.stderr)
-                continue
-            task = args.get("task", args["experiment"])
-            if task not in defaults:
-                defaults[task] = vars(experiments.paper_defaults(task))
-            log = _read_json(args_file.with_name("log.json"), [])
-            summary = _read_json(args_file.with_name("summary.json"))
-            runs.append(Run(args_file.parent, args, log, run_status(args, log, summary), task,
-                            describe_setting(args, defaults[task]), devices_of(args_file.parent)))
+def find_runs(folders, not_counted=None):
+    """Every run folder (a folder with args.json) under ``folders``, each once however the folders
+    overlap. A folder whose files cannot be used is left out and, with the reason, appended to
+    ``not_counted`` as (folder, reason)."""
+    runs, defaults, seen = [], {}, set()
+    for args_file in sorted({a.resolve() for folder in folders for a in pathlib.Path(folder).rglob("args.json")}):
+        if args_file.parent in seen:
+            continue
+        seen.add(args_file.parent)
+        try:
+            run = read_run(args_file.parent, defaults)
+        except Malformed as problem:
+            if not_counted is not None:
+                not_counted.append((args_file.parent, str(problem)))
+            continue
+        if run is None:
+            print(f"skipped {args_file.parent}: not a run folder of these experiments", file=sys.stderr)
+        else:
+            runs.append(run)
     return runs
+
+
+def read_run(folder, defaults):
+    """The Run in ``folder`` (None when its args.json is another program's); Malformed when a file
+    of it cannot be used. ``defaults`` caches each task's paper set-up."""
+    args = _load_json(folder / "args.json")
+    if not isinstance(args, dict) or args.get("experiment") not in experiments.MODULES:
+        return None
+    task = args.get("task", args["experiment"])
+    if task not in defaults:
+        try:
+            if experiments.experiment_of(task) != args["experiment"]:
+                raise KeyError(task)
+            defaults[task] = vars(experiments.paper_defaults(task))
+        except KeyError:  # e.g. healthcare_XX
+            raise Malformed(f"args.json names a task this repository does not have: {task!r}") from None
+    log = _load_json(folder / "log.json", [])
+    check_log(log, experiments.metric(task))
+    summary = _load_json(folder / "summary.json")
+    return Run(folder, args, log, run_status(args, log, summary), task,
+               describe_setting(args, defaults[task]), devices_of(folder))
 
 
 def test_at_best_valid(run, metric):
@@ -180,29 +232,57 @@ def plot_curves(task, runs, path):
     return path
 
 
+def not_counted_section(not_counted):
+    """Markdown lines naming each damaged run folder and what is wrong with it."""
+    if not not_counted:
+        return ""
+    return "\nNot counted, damaged run folders:\n\n" + "".join(
+        f"- `{folder}`: {reason}\n" for folder, reason in not_counted)
+
+
+def write_outputs(args, parser, runs, text):
+    """report.md and the figures, where the flags say (default: the first folder given): never
+    into the repository unless asked. A folder that takes no files ends the report with one line."""
+    first = pathlib.Path(args.folders[0])
+    markdown = pathlib.Path(args.markdown) if args.markdown else first / "report.md"
+    figures = pathlib.Path(args.figures) if args.figures else first
+    path = markdown
+    try:
+        markdown.write_text("# Results\n\nTest value at the epoch of the best validation value; "
+                            "std is the sample standard deviation over finished runs.\n\n" + text)
+        written = [markdown]
+        for task in sorted({r.task for r in runs}):
+            path = figures / f"curves-{task}.png"
+            written.append(plot_curves(task, [r for r in runs if r.task == task], path))
+    except OSError as err:
+        flag = "--markdown FILE" if path == markdown else "--figures DIR"
+        parser.exit(1, f"{parser.prog}: cannot write {path}: {err.strerror or err}. Pass {flag} "
+                       "somewhere writable (the table is printed above).\n")
+    return written
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m repro.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", help="folders holding run folders (searched recursively)")
-    parser.add_argument("--figures", default=str(REPO_ROOT / "imgs"), help="where curves-<task>.png go")
+    parser.add_argument("--figures", default=None,
+                        help="where curves-<task>.png go (default: the first folder)")
     parser.add_argument("--markdown", default=None,
                         help="where the table is written (default: report.md in the first folder)")
     args = parser.parse_args(argv)
     missing = [f for f in args.folders if not pathlib.Path(f).is_dir()]
     if missing:
         parser.error(f"not a folder: {', '.join(missing)}")
-    runs = find_runs(args.folders)
+    not_counted = []
+    runs = find_runs(args.folders, not_counted)
     if not runs:
-        parser.error(f"no run folders (with args.json) under {', '.join(args.folders)}")
+        parser.error(f"no run folders (with args.json) to report under {', '.join(args.folders)}"
+                     + "".join(f"; not counted: {folder}: {reason}" for folder, reason in not_counted))
     rows = summarise(runs)
-    table = markdown_table(rows)
-    print(table)
-    markdown = pathlib.Path(args.markdown or pathlib.Path(args.folders[0]) / "report.md")
-    markdown.write_text("# Results\n\nTest value at the epoch of the best validation value; "
-                        "std is the sample standard deviation over finished runs.\n\n" + table)
-    figures = [plot_curves(task, [r for r in runs if r.task == task], pathlib.Path(args.figures) / f"curves-{task}.png")
-               for task in sorted({r.task for r in runs})]
-    print(f"wrote {markdown} and " + ", ".join(str(f) for f in figures))
+    text = markdown_table(rows) + not_counted_section(not_counted)
+    print(text)
+    written = write_outputs(args, parser, runs, text)
+    print("wrote " + ", ".join(str(f) for f in written))
     return rows
 
 
