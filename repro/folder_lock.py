@@ -39,9 +39,13 @@ def hold(folder, what, wait_s=0.0):
         finally:
             _held[folder][1] -= 1
         return
-    folder.mkdir(parents=True, exist_ok=True)
     lock_file = folder / LOCK_FILE
-    handle = open(lock_file, "a+")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_file, "a+")
+    except OSError as err:
+        raise SystemExit(f"cannot use {folder} as a {what}: {err.strerror or err}; choose a writable "
+                         "--out-dir") from None
     deadline = time.monotonic() + wait_s
     while True:
         try:

@@ -1,12 +1,15 @@
 """One process at a time in a run folder: two train.py started at once with one --out-dir, or a
 --resume of a run that is still training, are refused with one line; a killed run's lock goes with
-its process (the SIGKILL case of test_training_loop's kill-and-resume test resumes through it)."""
+its process (the SIGKILL case of test_training_loop's kill-and-resume test resumes through it); a
+retried sweep trial waits for the lock of an attempt that is still ending."""
 import json
 import signal
 import socket
 import subprocess
 import sys
 import time
+
+import pytest
 
 from conftest import REPO
 
@@ -53,3 +56,19 @@ def test_resuming_a_run_that_still_trains_is_refused_until_it_is_killed(tiny_psm
     assert resumed.returncode == 0, resumed.stderr
     assert [row["epoch"] for row in json.loads((run / "log.json").read_text())] == list(range(1, done + 2))
     assert events(run) == ["start", "resume", "finished"]
+
+
+def test_a_retried_trial_waits_for_the_lost_attempt_to_let_go(tmp_path):
+    from repro import folder_lock
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom repro import folder_lock\n"
+                               f"with folder_lock.hold({str(tmp_path)!r}, 'run folder'):\n"
+                               "    print('held', flush=True)\n    time.sleep(3)"],
+                              cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    with pytest.raises(folder_lock.FolderInUse, match=f"{tmp_path} is in use by process {holder.pid} on "):
+        with folder_lock.hold(tmp_path, "run folder"):
+            pass
+    with folder_lock.hold(tmp_path, "run folder", wait_s=120):  # taken once the holder lets go
+        assert holder.wait(timeout=60) == 0
+        with folder_lock.hold(tmp_path, "run folder"):  # the same process may take it again
+            pass

@@ -100,6 +100,9 @@ def test_bad_sweep_flags_stop_before_ray_starts(tiny_flags, tmp_path, capsys):
             sweeps.main(["psMNIST"] + tiny_flags + argv + ["--out-dir", str(tmp_path / "s")])
         said = f"{refused.value.code}\n{capsys.readouterr().err}"
         assert refused.value.code != 0 and message in said, (argv, said[-2000:])
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SystemExit, match=f"cannot use {tmp_path / 'a-file' / 's'} as a sweep folder: Not a directory"):
+        sweeps.main(["psMNIST"] + tiny_flags + ["--out-dir", str(tmp_path / "a-file" / "s")])
     import ray
     assert not (tmp_path / "s").exists() and not ray.is_initialized()
 
