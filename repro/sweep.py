@@ -141,17 +141,15 @@ def check_sample_ranges(parser, train_parser_for, train_argv, base, samples, tex
     probe = train_parser_for()
     probe.error = _raise_refused  # report which sample broke which rule, instead of exiting
     ends = [[(name, value) for value in extreme_values(kind, values)] for name, kind, values in samples]
-    combinations = [[pair] for pairs in ends for pair in pairs]
+    checks = [(text, [pair]) for text, pairs in zip(texts, ends) for pair in pairs]
     if len(samples) > 1:
-        combinations += [list(combination) for combination in itertools.product(*ends)]
-    for combination in combinations:
+        checks += [(" ".join(texts), list(combination)) for combination in itertools.product(*ends)]
+    for text, combination in checks:
         try:
             check_flags(probe, train_argv + flag_argv(probe, base, dict(combination)))
         except _Refused as refused:
             drawn = ", ".join(f"{name}={value}" for name, value in combination)
-            which = next(t for t, s in zip(texts, samples) if s[0] == combination[0][0]) \
-                if len(combination) == 1 else "the samples together"
-            parser.error(f"--sample {which}: train.py refuses a value it can draw ({drawn}): {refused}")
+            parser.error(f"--sample {text}: train.py refuses a value it can draw ({drawn}): {refused}")
 
 
 def draw_trials(samples, num_samples, seeds):
@@ -161,9 +159,9 @@ def draw_trials(samples, num_samples, seeds):
 
     def plain(value):  # NumPy scalars -> JSON numbers
         return value.item() if hasattr(value, "item") else value
-    settings = [{name: plain(getattr(tune, kind)(*values).sample() if kind != "choice"
-                             else tune.choice(values).sample())
-                 for name, kind, values in samples} for _ in range(num_samples)]
+    domains = {name: tune.choice(values) if kind == "choice" else getattr(tune, kind)(*values)
+               for name, kind, values in samples}
+    settings = [{name: plain(domain.sample()) for name, domain in domains.items()} for _ in range(num_samples)]
     return [dict(setting, **({"seed": seed} if seed is not None else {}))
             for setting in settings for seed in (seeds or [None])]
 
