@@ -80,8 +80,13 @@ class Namespace:
         self.env = env
         self.unshare = subprocess.Popen(NAMESPACE + ["--kill-child", "sh", "-c", 'ip link set lo up && exec "$0" -c "$1"',
                                                      sys.executable, REAPER])
-        self.init = wait_for(lambda: children(self.unshare.pid) and children(self.unshare.pid)[0], "the namespace")
-        wait_for(lambda: self.run(["ip", "-o", "link", "show", "lo"]).stdout.count("UP") > 0, "loopback up")
+        self.init = wait_for(lambda: self._alive() and children(self.unshare.pid)[:1], "the namespace")[0]
+        wait_for(lambda: self._alive() and "UP" in self.run(["ip", "-o", "link", "show", "lo"]).stdout, "loopback up")
+
+    def _alive(self):
+        if self.unshare.poll() is not None:
+            raise AssertionError(f"the namespace ended (exit status {self.unshare.returncode}): is `ip` installed?")
+        return True
 
     def command(self, argv):
         return ["nsenter", "-t", str(self.init), "-n", "-p", "-m", "--"] + [str(a) for a in argv]
