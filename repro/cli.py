@@ -154,11 +154,16 @@ _NOT_GIVEN = object()
 
 def parse_with_given(parser, argv):
     """(args, names of the flags given on the command line), as argparse understood them."""
-    args = parser.parse_args(argv)
-    marker = argparse.Namespace(**{a.dest: _NOT_GIVEN for a in parser._actions
-                                   if a.dest != argparse.SUPPRESS})
-    given = {k for k, v in vars(parser.parse_args(argv, marker)).items() if v is not _NOT_GIVEN}
-    return args, given
+    return parser.parse_args(argv), given_flags(parser, argv)
+
+
+def given_flags(parser, argv):
+    """Names of the options given in argv (abbreviations and --flag=value included; flags the
+    parser does not know are left out)."""
+    options = {a.dest for a in parser._actions if a.option_strings and a.dest != argparse.SUPPRESS}
+    marker = argparse.Namespace(**dict.fromkeys(options, _NOT_GIVEN))
+    parsed = vars(parser.parse_known_args(argv, marker)[0])
+    return {name for name in options if parsed[name] is not _NOT_GIVEN}
 
 
 def flag_for(parser, dest):

@@ -4,8 +4,8 @@
     python -m repro.report results/sweeps/psMNIST-... --figures /tmp/figs --markdown /tmp/report.md
 
 Reads every run folder (a folder with args.json) under the given folders, single runs and sweep
-trials alike, and groups them by task and setting (the flags that differ from the paper's set-up;
-seed, device and paths do not count). Per group, over the finished runs, from each run's
+trials alike, each once however the folders overlap, and groups them by task and setting (the flags
+that differ from the paper's set-up; seed, device and paths do not count). Per group, over the finished runs, from each run's
 summary.json (the test value at the epoch of its best validation value, as the run recorded it):
 the number of runs, mean +- std (sample std) beside the paper's table value (mean +- std where
 confirmed) with a verdict, and our best run beside the best run of the authors' 2021 repository
@@ -13,8 +13,10 @@ confirmed) with a verdict, and our best run beside the best run of the authors' 
 the verdict's rules: "within the paper's spread" when our mean lies within the paper's mean +- 2 std
 with 3 or more runs, "too few runs" below 3, "no paper std" when the paper's std is not confirmed,
 else "below"/"above the paper's spread"; the verdict compares the numbers whatever the setting).
-Unfinished and diverged runs are listed, never averaged. Figures: <figures>/curves-<task>.png,
-validation value per epoch (mean and min-max band over the finished runs of a setting, unfinished
+Unfinished and diverged runs are listed, never averaged; a damaged run folder (unreadable JSON, log
+rows without the metric, a task this repository does not have) is listed with what is wrong and the
+rest is reported. Writes report.md (--markdown) and the figures (--figures) into the first folder
+given unless told otherwise, never into the repository: curves-<task>.png, validation value per epoch (mean and min-max band over the finished runs of a setting, unfinished
 runs dashed) with the authors' published 2021 curve.
 """
 import argparse
@@ -26,8 +28,7 @@ import statistics
 import sys
 
 from . import authors_logs, cli, experiments, references
-from .paths import REPO_ROOT
-from .run_folder import ARGS, HISTORY, LOG, SUMMARY, RunFolder, upgrade_names
+from .run_folder import ARGS, HISTORY, LOG, SUMMARY, upgrade_names
 
 MAX_SETTINGS_PER_FIGURE = 5
 
@@ -48,11 +49,29 @@ class Run:
         return len(self.log)
 
 
-def _read_json(path, default=None):
+class Malformed(Exception):
+    """A run folder whose files cannot be used: it is listed as not counted, with this reason."""
+
+
+def _load_json(path, default=None):
+    """The file's JSON, ``default`` when it is absent; Malformed when it cannot be read."""
+    if not path.exists():
+        return default
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return default
+    except (OSError, ValueError) as err:
+        raise Malformed(f"{path.name} cannot be read ({err})") from None
+
+
+def check_log(log, metric):
+    """Every row of a log.json must hold its epoch and both values of the task's metric."""
+    if not isinstance(log, list):
+        raise Malformed(f"{LOG} does not hold a list of epochs")
+    for number, row in enumerate(log, 1):
+        for key in ("epoch", f"valid_{metric.name}", f"test_{metric.name}"):
+            value = row.get(key) if isinstance(row, dict) else None
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise Malformed(f"{LOG} row {number} has no number {key!r}")
 
 
 def run_status(args, log, summary):
@@ -79,35 +98,44 @@ def describe_setting(args, defaults):
     return ", ".join(changed) or "paper set-up"
 
 
-def declared_task(args):
-    """(Experiment, Task) a run's saved arguments name, or None when they name none."""
+def find_runs(folders, not_counted=None):
+    """Every run folder (a folder with args.json) under ``folders``, each once however the folders
+    overlap. A folder whose files cannot be used is left out and, with the reason, appended to
+    ``not_counted`` as (folder, reason)."""
+    runs, known = [], {}  # task name -> (renamed flags, the paper's arguments)
+    for args_file in sorted({a.resolve() for folder in folders for a in pathlib.Path(folder).rglob(ARGS)}):
+        try:
+            run = read_run(args_file.parent, known)
+        except Malformed as problem:
+            if not_counted is not None:
+                not_counted.append((args_file.parent, str(problem)))
+            continue
+        if run is None:
+            print(f"skipped {args_file.parent}: not a run folder of these experiments", file=sys.stderr)
+        else:
+            runs.append(run)
+    return runs
+
+
+def read_run(folder, known):
+    """The Run in ``folder`` (None when its args.json is another program's); Malformed when a file
+    of it cannot be used. ``known`` caches each task's renamed flags and paper set-up."""
+    args = _load_json(folder / ARGS)
     if not isinstance(args, dict) or args.get("experiment") not in experiments.MODULES:
         return None
     experiment = experiments.get(args["experiment"])
     task = next((t for t in experiment.tasks if t.name == args.get("task")), None)
-    return None if task is None else (experiment, task)
-
-
-def find_runs(folders):
-    runs, known = [], {}  # task name -> (renamed flags, the paper's arguments)
-    for folder in folders:
-        for args_file in sorted(pathlib.Path(folder).rglob(ARGS)):
-            args = _read_json(args_file)
-            declared = declared_task(args)
-            if declared is None:
-                print(f"skipped {args_file.parent}: not a run folder of these experiments", file=sys.stderr)
-                continue
-            experiment, task = declared
-            if task.name not in known:
-                known[task.name] = (cli.renamed_dests(experiment.parser(task)),
-                                    vars(experiment.paper_defaults(task)))
-            renamed, defaults = known[task.name]
-            args = upgrade_names(args, renamed)
-            log = _read_json(args_file.with_name(LOG), [])
-            summary = RunFolder(args_file.parent).read_summary()
-            runs.append(Run(args_file.parent, args, log, summary, run_status(args, log, summary), task,
-                            describe_setting(args, defaults), devices_of(args_file.parent)))
-    return runs
+    if task is None:
+        raise Malformed(f"{ARGS} names a task this repository does not have: {args.get('task')!r}")
+    if task.name not in known:
+        known[task.name] = (cli.renamed_dests(experiment.parser(task)), vars(experiment.paper_defaults(task)))
+    renamed, defaults = known[task.name]
+    args = upgrade_names(args, renamed)
+    log = _load_json(folder / LOG, [])
+    check_log(log, task.metric)
+    summary = _load_json(folder / SUMMARY)
+    return Run(folder, args, log, summary, run_status(args, log, summary), task, describe_setting(args, defaults),
+               devices_of(folder))
 
 
 def result_of(run):
@@ -206,32 +234,60 @@ def plot_curves(task, runs, path):
     return path
 
 
+def not_counted_section(not_counted):
+    """Markdown lines naming each damaged run folder and what is wrong with it."""
+    if not not_counted:
+        return ""
+    return "\nNot counted, damaged run folders:\n\n" + "".join(
+        f"- `{folder}`: {reason}\n" for folder, reason in not_counted)
+
+
+def write_outputs(args, parser, runs, text):
+    """report.md and the figures, where the flags say (default: the first folder given): never
+    into the repository unless asked. A folder that takes no files ends the report with one line."""
+    first = pathlib.Path(args.folders[0])
+    markdown = pathlib.Path(args.markdown) if args.markdown else first / "report.md"
+    figures = pathlib.Path(args.figures) if args.figures else first
+    path = markdown
+    try:
+        markdown.write_text("# Results\n\nTest value at the epoch of the best validation value (each run's "
+                            f"{SUMMARY}); std is the sample standard deviation over finished runs. The "
+                            "reference values and their sources: repro/reference_results.json; the verdict's "
+                            "rules: repro/references.py.\n\n" + text)
+        written = [markdown]
+        tasks = {r.task.name: r.task for r in runs}
+        for name, task in sorted(tasks.items()):
+            path = figures / f"curves-{name}.png"
+            written.append(plot_curves(task, [r for r in runs if r.task.name == name], path))
+    except OSError as err:
+        flag = "--markdown FILE" if path == markdown else "--figures DIR"
+        parser.exit(1, f"{parser.prog}: cannot write {path}: {err.strerror or err}. Pass {flag} "
+                       "somewhere writable (the table is printed above).\n")
+    return written
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m repro.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+", help="folders holding run folders (searched recursively)")
-    parser.add_argument("--figures", default=str(REPO_ROOT / "imgs"), help="where curves-<task>.png go")
+    parser.add_argument("--figures", default=None,
+                        help="where curves-<task>.png go (default: the first folder)")
     parser.add_argument("--markdown", default=None,
                         help="where the table is written (default: report.md in the first folder)")
     args = parser.parse_args(argv)
     missing = [f for f in args.folders if not pathlib.Path(f).is_dir()]
     if missing:
         parser.error(f"not a folder: {', '.join(missing)}")
-    runs = find_runs(args.folders)
+    not_counted = []
+    runs = find_runs(args.folders, not_counted)
     if not runs:
-        parser.error(f"no run folders (with {ARGS}) under {', '.join(args.folders)}")
+        parser.error(f"no run folders (with {ARGS}) to report under {', '.join(args.folders)}"
+                     + "".join(f"; not counted: {folder}: {reason}" for folder, reason in not_counted))
     rows = summarise(runs)
-    table = markdown_table(rows)
-    print(table)
-    markdown = pathlib.Path(args.markdown or pathlib.Path(args.folders[0]) / "report.md")
-    markdown.write_text("# Results\n\nTest value at the epoch of the best validation value (each run's "
-                        f"{SUMMARY}); std is the sample standard deviation over finished runs. The "
-                        "reference values and their sources: repro/reference_results.json; the verdict's "
-                        "rules: repro/references.py.\n\n" + table)
-    tasks = {r.task.name: r.task for r in runs}
-    figures = [plot_curves(task, [r for r in runs if r.task.name == name], pathlib.Path(args.figures) / f"curves-{name}.png")
-               for name, task in sorted(tasks.items())]
-    print(f"wrote {markdown} and " + ", ".join(str(f) for f in figures))
+    text = markdown_table(rows) + not_counted_section(not_counted)
+    print(text)
+    written = write_outputs(args, parser, runs, text)
+    print("wrote " + ", ".join(str(f) for f in written))
     return rows
 
 

@@ -7,6 +7,7 @@
     summary.json    the result: test value at the best validation epoch, status
     history.jsonl   one line per start or resume (when, after which epoch)
     events.out.tfevents.*   the same per-epoch values for TensorBoard
+    .lock           locked while a process trains in the folder (folder_lock)
 
 Problems with the folder or its files stop the run with one message naming the file and what to do
 (``SystemExit``), never a traceback.

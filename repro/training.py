@@ -15,7 +15,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from . import references
+from . import folder_lock, references
 from .run_folder import RunFolder
 from .seeding import restore_rng_states, rng_states
 
@@ -72,12 +72,29 @@ def fit(args, model, train_batches, loss_fn, evaluate, task, lr_milestones=(), o
     args.epochs, evaluating ``evaluate("valid")`` and ``evaluate("test")`` after every epoch and
     checkpointing; ``on_epoch(row)`` sees each epoch's log row (sweeps report it to Ray Tune).
     ``task`` (a repro.experiment.Task) gives the metric and the reference values. Returns the
-    summary: the test value at the epoch of the best valid value."""
+    summary: the test value at the epoch of the best valid value. The run folder is locked while it
+    trains: a second process on it is refused (folder_lock)."""
+    run = RunFolder(args.out_dir)
+    with folder_lock.hold(run.path, "run folder"):
+        refuse_a_run_started_meanwhile(run, args)
+        return _fit_locked(run, args, model, train_batches, loss_fn, evaluate, task, lr_milestones,
+                           on_epoch, suspects)
+
+
+def refuse_a_run_started_meanwhile(run, args):
+    """A new run whose folder got a run between the flag checks and the lock (two processes
+    started at once with one --out-dir; the other one is done or gone now) must not take it over."""
+    held = None if getattr(args, "resume", None) else run.describe_run()
+    if held:
+        raise SystemExit(f"{run.path} already holds a run ({held}), started by another process; "
+                         f"continue it with --resume {run.path}, or choose another --out-dir")
+
+
+def _fit_locked(run, args, model, train_batches, loss_fn, evaluate, task, lr_milestones, on_epoch,
+                suspects):
     metric = task.metric
     from torch.utils.tensorboard import SummaryWriter  # imports TensorBoard: only when training
 
-    run = RunFolder(args.out_dir)
-    run.path.mkdir(parents=True, exist_ok=True)  # the scripts claimed it already; direct callers need not
     checkpoint = run.load_checkpoint()
     start_epoch = checkpoint["epoch"] if checkpoint else 0
     if args.epochs < start_epoch:

@@ -13,6 +13,19 @@ sys.path.insert(0, str(REPO))  # experiment folders (psMNIST/, ...) import as pa
 MNIST_DIR = pathlib.Path(os.environ.get("UNICORNN_MNIST_DIR") or REPO.parent / "shared" / "data" / "mnist")
 
 
+def outside_the_checkout(tmp_path):
+    """(cwd, env) to run ``python -m repro....`` as a user of the README's set-up would, from another
+    directory: only this checkout's ``repro`` and ``unicornn`` importable (as the editable install
+    maps them), not the repository root."""
+    site = tmp_path / "site"
+    site.mkdir()
+    for package in ("repro", "unicornn"):
+        (site / package).symlink_to(REPO / package)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    return elsewhere, dict(os.environ, PYTHONPATH=str(site))
+
+
 def rel_err(a, b):
     """||a - b|| / ||b||; the denominator is floored at 1e-6 so that a true value of exactly zero
     (e.g. dL/dw at N = 1, where y_0 = 0) is compared absolutely."""

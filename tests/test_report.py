@@ -3,10 +3,12 @@ each run's summary.json), the paper's value and the 2021 repository's best run w
 curves with the authors' published log, and that data's provenance."""
 import dataclasses
 import json
+import subprocess
+import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, outside_the_checkout
 from repro import authors_logs, experiments, references, report
 
 AUTHORS_LOGS = REPO.parent / "shared" / "data" / "unicornn-2021-logs"
@@ -169,3 +171,64 @@ def test_authors_curves_cover_every_task_with_their_source():
 @pytest.mark.skipif(not AUTHORS_LOGS.is_dir(), reason="the published logs are not beside this checkout")
 def test_the_committed_curves_equal_the_published_logs():
     assert authors_logs.import_logs(AUTHORS_LOGS) == authors_logs.load()
+
+
+def test_overlapping_folders_count_each_run_once(results, tmp_path):
+    sweep = results / "sweeps" / "s1"
+    rows = report.main([str(results), str(sweep), str(sweep / "runs"), str(results / "psMNIST"),
+                        "--figures", str(tmp_path / "f"), "--markdown", str(tmp_path / "r.md")])
+    by = {(r["task"], r["setting"]): r for r in rows}
+    assert by["psMNIST", "epochs=3"]["runs"] == 3 and len(by["psMNIST", "epochs=3"]["not_counted"]) == 2
+
+
+def test_a_damaged_run_folder_is_listed_and_the_rest_is_reported(results, tmp_path, capsys):
+    write_run(results / "psMNIST" / "no-metric", "psMNIST", "psMNIST", [90, 95, 94], [96, 97, 99], seed=6)
+    log = results / "psMNIST" / "no-metric" / "log.json"
+    log.write_text(json.dumps([{"epoch": 1, "train_loss": 1.0}]))
+    write_run(results / "psMNIST" / "torn-args", "psMNIST", "psMNIST", [90], [96], seed=7)
+    (results / "psMNIST" / "torn-args" / "args.json").write_text('{"experiment": "psM')
+    write_run(results / "psMNIST" / "torn-summary", "psMNIST", "psMNIST", [90], [96], seed=8)
+    (results / "psMNIST" / "torn-summary" / "summary.json").write_bytes(b"\x00" * 10)
+    rows = report.main([str(results), "--figures", str(tmp_path / "f"), "--markdown", str(tmp_path / "r.md")])
+    by = {(r["task"], r["setting"]): r for r in rows}
+    assert by["psMNIST", "epochs=3"]["runs"] == 3 and by["healthcare_HR", "epochs=3"]["runs"] == 1
+    out, written = capsys.readouterr().out, (tmp_path / "r.md").read_text()
+    for name, reason in (("no-metric", "log.json row 1 has no number 'valid_accuracy'"),
+                         ("torn-args", "args.json cannot be read"), ("torn-summary", "summary.json cannot be read")):
+        line = next(line for line in out.splitlines() if f"/{name}`" in line)
+        assert reason in line and line in written
+
+
+def test_without_flags_nothing_is_written_into_the_repository(results):
+    before = {p: p.read_bytes() for p in (REPO / "imgs").iterdir()}
+    report.main([str(results)])
+    assert {p: p.read_bytes() for p in (REPO / "imgs").iterdir()} == before
+    assert {p.name for p in results.glob("*.*")} == {"report.md", "curves-psMNIST.png", "curves-healthcare_HR.png"}
+
+
+def read_only(folder, command):
+    """``command`` in a mount namespace where ``folder`` is mounted read-only (even root cannot
+    write there)."""
+    script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+    return ["unshare", "--mount", "sh", "-c", script, str(folder)] + command
+
+
+def test_a_read_only_folder_ends_the_report_with_one_line(results, tmp_path):
+    if subprocess.run(read_only(results, ["true"]), capture_output=True).returncode != 0:
+        pytest.skip("unshare --mount (a read-only bind mount) is refused here")
+    report_command = [sys.executable, "-m", "repro.report", str(results)]
+    for extra, flag in (([], "--markdown FILE"), (["--markdown", str(tmp_path / "r.md")], "--figures DIR")):
+        done = subprocess.run(read_only(results, report_command + extra), cwd=REPO, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and "Read-only file system" in done.stderr
+        assert f"Pass {flag} somewhere writable" in done.stderr
+        assert "| psMNIST (accuracy) | epochs=3 | 3 |" in done.stdout  # the table is printed first
+
+
+def test_the_report_runs_from_any_directory(results, tmp_path):
+    cwd, env = outside_the_checkout(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "repro.report", str(results)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "| psMNIST (accuracy) | epochs=3 | 3 |" in done.stdout and (results / "report.md").exists()
