@@ -56,6 +56,7 @@ def load_splits(data_dir, download=True):
 
 
 def make_batches(splits, device, batch, seed):
-    """(seq_len, batch, 6) inputs; training batches shuffled; valid and test each one batch."""
+    """(seq_len, batch, 6) inputs; training batches shuffled; valid and test each one batch (on the CPU,
+    batches of the training batch: repro.batching.evaluation_batch)."""
     # (batch, seq, ch) -> (seq, batch, ch)
     return split_batches(splits, device, lambda x: x.permute(1, 0, 2), batch, None, seed)

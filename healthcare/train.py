@@ -35,7 +35,8 @@ def build_parser():
                         help="RR (respiratory rate) or HR (heart rate); sets that task's paper defaults")
     cli.add_model_args(parser, nhid=128, nlayers=3, dt=TASKS[0].defaults["dt"],
                        alpha=TASKS[0].defaults["alpha"], dropout=0.1, lr=TASKS[0].defaults["lr"], batch=32)
-    parser.add_argument("--test-batch", type=cli.positive_int, default=1192, help="evaluation batch")
+    parser.add_argument("--test-batch", type=cli.positive_int, default=1192,
+                        help="evaluation batch (on the CPU at most --batch: faster there)")
     cli.add_lr_drop_arg(parser, default=250)
     cli.add_data_args(parser, data_dir=default_data_dir("healthcare"),
                       what="folder with RR/ and HR/ cached splits (trainx.npy, ...) or where to make them")

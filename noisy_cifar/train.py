@@ -23,7 +23,8 @@ def build_parser():
     parser = cli.experiment_parser(__doc__)
     cli.add_model_args(parser, nhid=128, nlayers=3, dt=0.126, alpha=13.0, dropout=0.1,
                        lr=0.00314, batch=30)
-    parser.add_argument("--test-batch", type=cli.positive_int, default=1000, help="evaluation batch")
+    parser.add_argument("--test-batch", type=cli.positive_int, default=1000,
+                        help="evaluation batch (on the CPU at most --batch: faster there)")
     parser.add_argument("--lr-step", type=cli.positive_int, default=250,
                         help="divide lr by 10 every this many epochs (paper)")
     parser.add_argument("--valid-size", type=cli.positive_int, default=2000, help="valid split (paper)")

@@ -24,7 +24,8 @@ def build_parser():
     parser = cli.experiment_parser(__doc__)
     cli.add_model_args(parser, nhid=256, nlayers=3, dt=0.19, alpha=30.65, dropout=0.1,
                        lr=0.00251, batch=32)
-    parser.add_argument("--test-batch", type=cli.positive_int, default=1000, help="evaluation batch")
+    parser.add_argument("--test-batch", type=cli.positive_int, default=1000,
+                        help="evaluation batch (on the CPU at most --batch: faster there)")
     cli.add_lr_drop_arg(parser, default=650, aliases=("--reduce-point", "--reduce_point"))
     parser.add_argument("--valid-size", type=cli.positive_int, default=3000, help="valid split (paper)")
     cli.add_data_args(parser, data_dir=default_data_dir("mnist"),

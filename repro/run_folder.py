@@ -158,8 +158,8 @@ class RunFolder:
     def write_log(self, rows):
         """log.json and log.csv with every epoch so far (consistent with the checkpoint)."""
         self._write(atomic.write_json, LOG, rows)
-        header = list(rows[0])
-        lines = [",".join(header)] + [",".join("" if row[k] is None else str(row[k]) for k in header)
+        header = list(dict.fromkeys(key for row in rows for key in row))  # rows of older runs may lack some
+        lines = [",".join(header)] + [",".join("" if row.get(k) is None else str(row[k]) for k in header)
                                       for row in atomic.json_safe(rows)]
         self._write(atomic.write_bytes, LOG_CSV, ("\n".join(lines) + "\n").encode())
 

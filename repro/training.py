@@ -15,7 +15,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from . import folder_lock, references
+from . import cpu_memory, folder_lock, references
 from .run_folder import RunFolder
 from .seeding import restore_rng_states, rng_states
 
@@ -102,6 +102,8 @@ def _fit_locked(run, args, model, train_batches, loss_fn, evaluate, task, lr_mil
                          f"epochs; pass --epochs {start_epoch} or more")
     run.write_args(args)
     device = next(model.parameters()).device
+    if device.type == "cpu":
+        cpu_memory.reuse_freed_memory()
     run.append_history("resume" if checkpoint else "start", after_epoch=start_epoch, epochs=args.epochs,
                        device=str(device))
 
@@ -144,6 +146,7 @@ def _fit_locked(run, args, model, train_batches, loss_fn, evaluate, task, lr_mil
                                 suspects, best, args, metric)
         bar.close()
         scheduler.step()
+        trained = time.perf_counter()
         valid, test = evaluate("valid"), evaluate("test")
         if not (math.isfinite(valid) and math.isfinite(test)):
             raise _diverged(run, f"the valid/test {metric.name} ({valid}, {test})", epoch, suspects,
@@ -154,7 +157,8 @@ def _fit_locked(run, args, model, train_batches, loss_fn, evaluate, task, lr_mil
             run.save_best_model(model)
         row = {"epoch": epoch, "train_loss": loss_sum.item() / n_batches,
                f"valid_{metric.name}": valid, f"test_{metric.name}": test, "lr": lr,
-               "seconds": round(seconds, 2)}
+               "seconds": round(seconds, 2), "train_seconds": round(trained - started, 2),
+               "eval_seconds": round(seconds - (trained - started), 2)}
         rows.append(row)
         print(f"epoch {epoch:4d}  loss {row['train_loss']:.4f}  valid {metric.show(valid)}  "
               f"test {metric.show(test)}  lr {lr:.3g}  {seconds:.1f}s", flush=True)

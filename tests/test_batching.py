@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import random_split
 
-from repro.batching import Batches, split_batches, split_off_valid, tensor_batches
+from repro.batching import Batches, evaluation_batch, split_batches, split_off_valid, tensor_batches
 
 
 def epoch(batches):
@@ -83,9 +83,18 @@ def test_split_batches_shuffle_train_by_seed_and_keep_valid_and_test_in_order():
     def orders(seed, test_batch):
         batches = split_batches(splits, "cpu", lambda x: x, batch=4, test_batch=test_batch, seed=seed)
         return {name: [y.tolist() for _, y in b] for name, b in batches.items()}
-    first = orders(seed=0, test_batch=4)
-    assert first["valid"] == first["test"] == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
+    first = orders(seed=0, test_batch=3)
+    assert first["valid"] == first["test"] == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
     assert sorted(sum(first["train"], [])) == list(range(20)) and sum(first["train"], []) != list(range(20))
-    assert orders(seed=0, test_batch=4)["train"] == first["train"]
-    assert orders(seed=1, test_batch=4)["train"] != first["train"]
-    assert orders(seed=0, test_batch=None)["valid"] == [list(range(9))]  # None: the whole split
+    assert orders(seed=0, test_batch=3)["train"] == first["train"]
+    assert orders(seed=1, test_batch=3)["train"] != first["train"]
+    # on the CPU an evaluation batch holds at most a training batch (4), also for None (whole split)
+    assert orders(seed=0, test_batch=None)["valid"] == orders(seed=0, test_batch=1000)["valid"] == \
+        [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
+
+
+@pytest.mark.parametrize("device,test_batch,expected", [("cuda", 1000, 1000), ("cuda", None, 9), ("cuda:1", 3, 3),
+                                                        ("cpu", 1000, 4), ("cpu", None, 4), ("cpu", 3, 3)])
+def test_evaluation_batch_is_the_test_batch_on_a_gpu_and_at_most_the_training_batch_on_the_cpu(
+        device, test_batch, expected):
+    assert evaluation_batch(test_batch, 4, 9, device) == expected

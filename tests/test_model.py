@@ -73,6 +73,11 @@ def test_the_classifier_reads_the_last_step():
     changed[-1] += 1.0  # only the last input: every output before it stays the same
     assert torch.equal(model.stack(changed)[:-1], model.stack(x)[:-1])
     assert not torch.allclose(model(changed), logits)
+    model.train()  # with dropout: the same draws and numbers as the classifier on the stack's last step
+    torch.manual_seed(3)
+    expected = model.classifier(model.stack(x)[-1])
+    torch.manual_seed(3)
+    assert torch.equal(model(x), expected)
 
 
 def test_one_adam_step_lowers_the_loss_on_a_fixed_batch():

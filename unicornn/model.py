@@ -39,4 +39,7 @@ class UnICORNN(nn.Module):
     def forward(self, x):
         if x.dim() == 3 and x.shape[0] == 0:
             raise ValueError("the classifier reads the last step: seq_len must be >= 1, got 0")
-        return self.classifier(self.stack(x)[-1])
+        # the stack's last dropout (one mask for every step) applied to the last step only: the same
+        # numbers and random draws as self.stack(x)[-1], without a pass over the whole sequence
+        output, _ = UnICORNNLayer.forward(self.stack, x)
+        return self.classifier(self.stack.dropout(output[-1:])[0])
