@@ -3,8 +3,8 @@
 
 Each measurement is a fresh process that imports ``unicornn`` from one tree and prints the median of
 --repeats timed calls after a warm-up; the trees alternate (A B, B A, ...) for --rounds rounds, so
-drift of the machine's speed falls on both. Reports the median over rounds per tree and size and
-the ratio this tree / base. Prints a table and writes JSON.
+drift of the machine's speed falls on both. Reports the median over rounds per tree and size, the
+ratio of those medians, and the median of the ratios within each round. Prints a table and writes JSON.
 
     python benchmarks/compare_revisions.py --base 47a00b3 --sizes 17984,8,32 784,32,256 1000,128,256
 """
@@ -25,6 +25,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHILD = r"""
 import json, statistics, sys, time, torch, unicornn
 n, batch, hidden, repeats = map(int, sys.argv[1:5])
+if sys.argv[5]:  # this tree's repro/cpu_memory.py (train.py's CPU memory setting), in both trees alike
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("cpu_memory", sys.argv[5])
+    cpu_memory = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cpu_memory)
+    assert cpu_memory.reuse_freed_memory()
 g = torch.Generator().manual_seed(0)
 x = torch.randn(n, batch, hidden, generator=g).requires_grad_()
 w = torch.rand(hidden, generator=g).requires_grad_()
@@ -47,10 +53,11 @@ def export(revision, folder):
     return pathlib.Path(folder)
 
 
-def measure(tree, size, repeats):
+def measure(tree, size, repeats, reuse_freed_memory=False):
     env = dict(os.environ, PYTHONPATH=str(tree))
-    done = subprocess.run([sys.executable, "-c", CHILD, *map(str, size), str(repeats)], cwd=tree, env=env,
-                          capture_output=True, text=True, timeout=1800)
+    memory_setting = str(ROOT / "repro" / "cpu_memory.py") if reuse_freed_memory else ""
+    done = subprocess.run([sys.executable, "-c", CHILD, *map(str, size), str(repeats), memory_setting], cwd=tree,
+                          env=env, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         raise RuntimeError(f"measurement in {tree} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -64,6 +71,9 @@ def main(argv=None):
     parser.add_argument("--sizes", nargs="+", default=["17984,8,32", "784,32,256", "1000,128,256"])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--reuse-freed-memory", action="store_true",
+                        help="time with malloc reusing freed memory, as train.py does on the CPU (repro.cpu_memory);"
+                             " without it, first touches of fresh pages make single timings bimodal")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compare_revisions-cpu.json"))
     args = parser.parse_args(argv)
     sizes = [tuple(int(v) for v in s.split(",")) for s in args.sizes]
@@ -75,20 +85,25 @@ def main(argv=None):
         for round_ in range(args.rounds):
             for size in sizes:
                 for name in (("base", "this") if round_ % 2 == 0 else ("this", "base")):
-                    times[name, size].append(measure(trees[name], size, args.repeats))
+                    times[name, size].append(measure(trees[name], size, args.repeats, args.reuse_freed_memory))
+    # the two trees of one round ran back to back: their ratio is the comparison least touched by drift
     rows = [{"N": s[0], "batch": s[1], "hidden": s[2], "base_ms": statistics.median(times["base", s]),
-             "this_ms": statistics.median(times["this", s]), "base_all_ms": times["base", s],
-             "this_all_ms": times["this", s]} for s in sizes]
+             "this_ms": statistics.median(times["this", s]),
+             "paired_ratio": statistics.median(t / b for t, b in zip(times["this", s], times["base", s])),
+             "base_all_ms": times["base", s], "this_all_ms": times["this", s]} for s in sizes]
     print(f"\nOne layer on the CPU path, forward+backward, median ms over {args.rounds} alternating rounds "
-          f"of {args.repeats} calls ({datetime.date.today()}); base = {args.base}")
-    print(f"{'(N, batch, hidden)':>20} {'base':>10} {'this tree':>10} {'this/base':>10}")
+          f"of {args.repeats} calls ({datetime.date.today()}); base = {args.base}"
+          f"{'; malloc reuses freed memory' if args.reuse_freed_memory else ''}")
+    print(f"{'(N, batch, hidden)':>20} {'base':>10} {'this tree':>10} {'this/base':>10} {'per round':>10}")
     for r in rows:
         print(f"{str((r['N'], r['batch'], r['hidden'])):>20} {r['base_ms']:10.2f} {r['this_ms']:10.2f} "
-              f"{r['this_ms'] / r['base_ms']:10.3f}")
+              f"{r['this_ms'] / r['base_ms']:10.3f} {r['paired_ratio']:10.3f}")
+    print("(per round: the median over rounds of this/base within one round)")
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"base": args.base, "date": str(datetime.date.today()), "rounds": args.rounds,
-                               "repeats": args.repeats, "rows": rows}, indent=2))
+                               "repeats": args.repeats,
+                               "reuse_freed_memory": args.reuse_freed_memory, "rows": rows}, indent=2))
     print(f"wrote {out}")
     return rows
 

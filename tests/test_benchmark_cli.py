@@ -45,13 +45,36 @@ def test_train_step_benchmark_runs(tmp_path, capsys, monkeypatch):
     rows = train_step.main(["--device", "cpu", "--steps", "1", "--out", str(tmp_path / "t.json")])
     assert [r["task"] for r in rows] == list(train_step.SHAPES)
     assert all(r["compiled"] > 0 and r["torch_loop"] > 0 for r in rows)
-    assert "training s/epoch" in capsys.readouterr().out
+    assert "steps/epoch" in capsys.readouterr().out
+    only = train_step.main(["--device", "cpu", "--steps", "1", "--tasks", "psMNIST", "--cpu-implementations", "compiled",
+                            "--out", str(tmp_path / "t1.json")])
+    assert [sorted(r) for r in only] == [["batches_per_epoch", "compiled", "task"]]
 
 
 def test_revision_comparison_measures_both_trees(tmp_path, capsys):
     from benchmarks import compare_revisions
     rows = compare_revisions.main(["--base", "HEAD", "--sizes", "20,1,4", "--rounds", "2", "--repeats", "1",
-                                   "--out", str(tmp_path / "c.json")])
+                                   "--reuse-freed-memory", "--out", str(tmp_path / "c.json")])
     assert len(rows) == 1 and len(rows[0]["base_all_ms"]) == len(rows[0]["this_all_ms"]) == 2
-    assert rows[0]["base_ms"] > 0 and rows[0]["this_ms"] > 0
-    assert "this/base" in capsys.readouterr().out and json.loads((tmp_path / "c.json").read_text())["base"] == "HEAD"
+    assert rows[0]["base_ms"] > 0 and rows[0]["this_ms"] > 0 and rows[0]["paired_ratio"] > 0
+    assert "this/base" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "c.json").read_text())
+    assert saved["base"] == "HEAD" and saved["reuse_freed_memory"] is True
+
+
+def test_epoch_timing_runs_real_epochs_side_by_side(tmp_path, capsys):
+    """Two psMNIST train.py runs at once on tiny idx files: every epoch's training and evaluation
+    seconds come from the runs' own logs and add up to the epoch's."""
+    from benchmarks import epoch_time
+    from tiny_data import write_mnist
+    data = write_mnist(tmp_path / "mnist", n_train=40, n_test=10)
+    rows = epoch_time.main(["--data-dir", str(data), "--epochs", "2", "--beside", "1", "--max-train-batches", "1",
+                            "--out", str(tmp_path / "e.json"), "--", "--nhid", "4", "--nlayers", "1",
+                            "--valid-size", "8", "--test-batch", "5"])
+    assert sorted((r["run"], r["epoch"]) for r in rows) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    for r in rows:
+        assert r["train_seconds"] > 0 and r["eval_seconds"] > 0
+        assert abs(r["train_seconds"] + r["eval_seconds"] - r["seconds"]) <= 0.02
+    saved = json.loads((tmp_path / "e.json").read_text())
+    assert saved["runs_at_once"] == 2 and saved["train_flags"][:2] == ["--nhid", "4"]
+    assert "2 run(s) at once" in capsys.readouterr().out
