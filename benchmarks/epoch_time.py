@@ -23,6 +23,9 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from repro.run_folder import LOG  # noqa: E402
 
 
 def start_run(out_dir, args, extra_env):
@@ -51,13 +54,14 @@ def main(argv=None):
     extra_env = dict(item.split("=", 1) for item in args.env)
     with tempfile.TemporaryDirectory() as scratch:
         started = time.perf_counter()
-        runs = [start_run(pathlib.Path(scratch) / f"run{i}", args, extra_env) for i in range(1 + args.beside)]
+        folders = [pathlib.Path(scratch) / f"run{i}" for i in range(1 + args.beside)]
+        runs = [start_run(folder, args, extra_env) for folder in folders]
         outputs = [run.communicate()[0] for run in runs]
         wall = time.perf_counter() - started
         for run, output in zip(runs, outputs):
             if run.returncode != 0:
                 raise SystemExit(f"a timed run failed:\n{output[-3000:]}")
-        logs = [json.loads((pathlib.Path(scratch) / f"run{i}" / "log.json").read_text()) for i in range(len(runs))]
+        logs = [json.loads((folder / LOG).read_text()) for folder in folders]
     rows = [{"run": i, **{k: row[k] for k in ("epoch", "seconds", "train_seconds", "eval_seconds", "valid_accuracy")}}
             for i, log in enumerate(logs) for row in log]
     print(f"\npsMNIST epochs, paper set-up, real MNIST, {len(runs)} run(s) at once, "

@@ -55,6 +55,7 @@ def find_task(task_name):
     """(Experiment, Task) of a task name, e.g. 'healthcare_RR', searching every experiment."""
     for name in MODULES:
         experiment = get(name)
-        if task_name in {t.name for t in experiment.tasks}:
-            return experiment, experiment.task(task_name)
+        task = next((t for t in experiment.tasks if t.name == task_name), None)
+        if task is not None:
+            return experiment, task
     raise SystemExit(f"no experiment has a task {task_name!r}")

@@ -152,10 +152,10 @@ def summarise(runs):
     for (_, setting), members in sorted(groups.items()):
         task = members[0].task
         metric, reference = task.metric, task.reference
-        counted = [r for r in members if r.status == "finished" and result_of(r) is not None]
-        values = [result_of(r) for r in counted]
+        results = [(r, result_of(r) if r.status == "finished" else None) for r in members]
+        values = [result for _, result in results if result is not None]
         others = [f"{r.status} ({r.epochs_done}/{r.args.get('epochs')} epochs)" if r.status != "finished"
-                  else f"finished, no test value in its {SUMMARY}" for r in members if r not in counted]
+                  else f"finished, no test value in its {SUMMARY}" for r, result in results if result is None]
         mean = statistics.fmean(values) if values else None
         paper = None if reference is None else reference.paper_mean
         rows.append({"task": task.name, "setting": setting, "metric": metric, "reference": reference,

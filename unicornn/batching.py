@@ -54,7 +54,7 @@ def register_vmap_rules(forward_op, backward_op):
         if in_dims[3] is not None:
             return _one_copy_at_a_time(backward_op, info, in_dims, args)
         size = info.batch_size
-        folded = [_fold(t, d, size) for t, d in zip(args[:7], in_dims[:7])]
-        folded[3] = lengths
+        # lengths (index 3) is unbatched here and stays as it is
+        folded = [t if i == 3 else _fold(t, d, size) for i, (t, d) in enumerate(zip(args[:7], in_dims[:7]))]
         outputs = [_unfold(t, size) for t in backward_op(*folded, *constants)]
         return tuple(t for t, _ in outputs), tuple(d for _, d in outputs)

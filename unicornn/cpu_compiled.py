@@ -239,7 +239,7 @@ def _length_columns(lengths, n_steps, batch, hidden):
     """Each column's sequence length (n_steps for all when lengths is None)."""
     if lengths is None:
         return np.full(batch * hidden, n_steps, np.int64)
-    return np.repeat(lengths.numpy().astype(np.int64), hidden)
+    return np.repeat(lengths.numpy().astype(np.int64, copy=False), hidden)
 
 
 @torch.no_grad()

@@ -1,7 +1,6 @@
 """The building blocks users put in their own models: ``UnICORNNRecurrence`` (one layer of
 oscillators), ``DropoutOverTime`` and ``UnICORNNLayer``, a stack of them with nn.LSTM's conventions
 (carried state, PackedSequence, bidirectional, batch_first)."""
-import math
 from collections.abc import Sequence
 
 import torch
@@ -9,7 +8,8 @@ from torch import nn
 from torch.nn.utils import rnn as rnn_utils
 
 from .ops import recurrence
-from .validation import scalar_hyperparameter
+from .validation import check_hyperparameter_range, scalar_hyperparameter
+
 
 class DropoutOverTime(nn.Module):
     """Dropout with one mask per (batch, unit), the same at every time step (inverted: kept units
@@ -54,9 +54,7 @@ class UnICORNNRecurrence(nn.Module):
 
     def __setattr__(self, name, value):
         if name in self.CONSTANTS:  # checked where set, as the recurrence checks them
-            value = scalar_hyperparameter(value, name)
-            if not (0.0 < value < math.inf if name == "dt" else 0.0 <= value < math.inf):
-                raise ValueError(f"{name} must be a finite number {'> 0' if name == 'dt' else '>= 0'}, got {value!r}")
+            value = check_hyperparameter_range(scalar_hyperparameter(value, name), name)
         super().__setattr__(name, value)
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):
@@ -95,7 +93,6 @@ def per_layer(value, nlayers, name):
             raise ValueError(f"{name} has {len(value)} values but there are {nlayers} layers")
         return [float(v) for v in value]
     return [float(value)] * nlayers
-
 
 
 def reverse_within_lengths(x, lengths):

@@ -20,6 +20,12 @@ class UnICORNNStack(UnICORNNLayer):
         output, _ = super().forward(x)
         return self.dropout(output)
 
+    def last_step(self, x):
+        """``forward(x)[-1]`` (batch, nhid): the same numbers and random draws (the dropout mask is
+        one per sequence and unit), without the dropout's pass over every step."""
+        output, _ = super().forward(x)
+        return self.dropout(output[-1:])[0]
+
 
 def init_classifier(linear):
     """As the 2021 code: kaiming_normal weight, zero bias."""
@@ -39,7 +45,4 @@ class UnICORNN(nn.Module):
     def forward(self, x):
         if x.dim() == 3 and x.shape[0] == 0:
             raise ValueError("the classifier reads the last step: seq_len must be >= 1, got 0")
-        # the stack's last dropout (one mask for every step) applied to the last step only: the same
-        # numbers and random draws as self.stack(x)[-1], without a pass over the whole sequence
-        output, _ = UnICORNNLayer.forward(self.stack, x)
-        return self.classifier(self.stack.dropout(output[-1:])[0])
+        return self.classifier(self.stack.last_step(x))

@@ -53,11 +53,14 @@ def check_recurrence_inputs(x, weight, c, dt, alpha, allow_any_dtype=False):
     if not allow_any_dtype and weight.dtype != c.dtype:
         raise ValueError(f"weight and c must have the same dtype, got {weight.dtype} and {c.dtype}")
     dt, alpha = scalar_hyperparameter(dt, "dt"), scalar_hyperparameter(alpha, "alpha")
-    if not (0.0 < dt < math.inf):  # also false for NaN
-        raise ValueError(f"dt must be a finite number > 0, got {dt!r}")
-    if not (0.0 <= alpha < math.inf):
-        raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
-    return dt, alpha
+    return check_hyperparameter_range(dt, "dt"), check_hyperparameter_range(alpha, "alpha")
+
+
+def check_hyperparameter_range(value, name):
+    """dt > 0 or alpha >= 0, finite (a float from ``scalar_hyperparameter``); returns it."""
+    if not (0.0 < value < math.inf if name == "dt" else 0.0 <= value < math.inf):  # also false for NaN
+        raise ValueError(f"{name} must be a finite number {'> 0' if name == 'dt' else '>= 0'}, got {value!r}")
+    return value
 
 
 def check_initial_state(initial_state, x):
