@@ -141,12 +141,15 @@ def test_bad_input_raises_clear_errors(call, match):
 
 def test_a_checkpoint_saved_before_the_layer_existed_loads_with_the_same_outputs():
     """tests/data/model_checkpoint_2026-11-30.pt: the paper's model as commit 47a00b3 saved it, and
-    the weights that torch.manual_seed(0) gave it then."""
+    the weights that torch.manual_seed(0) gave it then. Its logits came from 47a00b3's compiled loops;
+    these fuse multiply-adds since, so today's logits agree to float32 rounding (measured 9.7e-8
+    relative), not bit for bit."""
     saved = torch.load(DATA / "model_checkpoint_2026-11-30.pt")
     model = UnICORNN(**saved["config"]).eval()
     model.load_state_dict(saved["state_dict"])
     assert list(model.state_dict()) == list(saved["state_dict"])
-    assert torch.equal(model(saved["x"]), saved["logits"])
+    logits = model(saved["x"])
+    assert ((logits - saved["logits"]).norm() / saved["logits"].norm()).item() <= 1e-6
     torch.manual_seed(0)
     fresh = UnICORNN(**saved["config"])
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), saved["state_dict"].values()))

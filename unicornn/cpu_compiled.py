@@ -15,8 +15,10 @@ equal lengths; from the first column's end on, each column checks its own length
 Compiled once per machine for float32 and float64, the machine code kept on disk (Numba's cache,
 beside this file or in the user's cache folder); where neither is writable (a read-only install
 with an unwritable HOME) it is compiled in every process instead, with a warning that says so.
-``fastmath`` stays off so the compensated sums are not reassociated away, and
-``error_model="numpy"`` drops Python's division checks, which would stop vectorisation.
+Of ``fastmath`` only ``contract`` is on: a * b + c becomes one fused multiply-add, as NVRTC compiles
+the CUDA kernel by default (about 20% faster here, benchmarks/RESULTS.md); reassociation stays off so
+the compensated sums are not simplified away. ``error_model="numpy"`` drops Python's division checks,
+which would stop vectorisation.
 """
 import contextlib
 import math
@@ -48,6 +50,7 @@ def _disk_cache():
 
 
 CACHE = _disk_cache()
+FASTMATH = {"contract"}  # fused multiply-adds; no reassociation (the Kahan sums need it off)
 
 
 @intrinsic
@@ -82,7 +85,7 @@ def _tanh(v):
     return math.tanh(v)
 
 
-@overload(_tanh, inline="always")
+@overload(_tanh, inline="always", jit_options={"fastmath": FASTMATH})
 def _tanh_by_dtype(v):
     """float32: the vectorisable tanh above; float64: libm's tanh."""
     if v == types.float32:
@@ -92,10 +95,10 @@ def _tanh_by_dtype(v):
 
 def _jit(function):
     """Compiled in parallel; cached on disk where Numba can write (``CACHE``)."""
-    return numba.njit(parallel=True, cache=CACHE, error_model="numpy")(function)
+    return numba.njit(parallel=True, cache=CACHE, error_model="numpy", fastmath=FASTMATH)(function)
 
 
-@numba.njit(error_model="numpy", cache=CACHE)
+@numba.njit(error_model="numpy", fastmath=FASTMATH, cache=CACHE)
 def _step_forward(x_t, w, s, alpha, hy, hz, hy_lost, hz_lost):
     """One symplectic Euler step of one column (paper eq. 3) with Kahan-compensated state sums:
     returns the new (y, z) and compensation terms."""
@@ -112,7 +115,7 @@ def _step_forward(x_t, w, s, alpha, hy, hz, hy_lost, hz_lost):
     return total, hz, hy_lost, hz_lost
 
 
-@numba.njit(error_model="numpy", cache=CACHE)
+@numba.njit(error_model="numpy", fastmath=FASTMATH, cache=CACHE)
 def _step_backward(x_t, gy_t, w, s, alpha, hy, hz, ay, az, gw, gs):
     """One step back through the symplectic Euler step of one column: reconstructs (y_{t-1},
     z_{t-1}) from (y_t, z_t) and moves the adjoints; returns them with dL/dx_t."""
@@ -133,6 +136,15 @@ def _step_backward(x_t, gy_t, w, s, alpha, hy, hz, ay, az, gw, gs):
     return hy, hz, ay, az, gw, gs, gx
 
 
+@numba.njit(error_model="numpy", cache=CACHE, inline="always")
+def _save_state(states, t, n_steps, ckpt_every, lo, hy, hz):
+    """Keep (y_t, z_t) of columns lo.. at every chunk end and at the last step. Inlined: as a call
+    per step it cost ~5% of the forward at (17984, 8, 32) (benchmarks/RESULTS.md)."""
+    if (t + 1) % ckpt_every == 0 or t == n_steps - 1:
+        states[t // ckpt_every, 0, lo:lo + hy.shape[0]] = hy
+        states[t // ckpt_every, 1, lo:lo + hy.shape[0]] = hz
+
+
 @_jit
 def _forward(x, w, s, alpha, ckpt_every, tile, initial, lengths, y, states):
     n_steps, n_cols = x.shape
@@ -142,24 +154,23 @@ def _forward(x, w, s, alpha, ckpt_every, tile, initial, lengths, y, states):
         hy, hz = initial[0, lo:hi].copy(), initial[1, lo:hi].copy()
         hy_lost, hz_lost = np.zeros(hi - lo, x.dtype), np.zeros(hi - lo, x.dtype)  # Kahan terms
         every_column_runs = min(len_.min(), n_steps)  # up to here no column of the tile has ended
-        for t in range(n_steps):
+        for t in range(every_column_runs):  # two loops, so that the common one tests no lengths
             x_t, y_t = x[t, lo:hi], y[t, lo:hi]
-            if t < every_column_runs:
-                for j in range(hi - lo):
+            for j in range(hi - lo):
+                hy[j], hz[j], hy_lost[j], hz_lost[j] = _step_forward(
+                    x_t[j], w_[j], s_[j], alpha, hy[j], hz[j], hy_lost[j], hz_lost[j])
+                y_t[j] = hy[j]
+            _save_state(states, t, n_steps, ckpt_every, lo, hy, hz)
+        for t in range(every_column_runs, n_steps):  # past its length a column keeps its state, outputs 0
+            x_t, y_t = x[t, lo:hi], y[t, lo:hi]
+            for j in range(hi - lo):
+                if t < len_[j]:
                     hy[j], hz[j], hy_lost[j], hz_lost[j] = _step_forward(
                         x_t[j], w_[j], s_[j], alpha, hy[j], hz[j], hy_lost[j], hz_lost[j])
                     y_t[j] = hy[j]
-            else:  # past its length a column keeps its final state and outputs 0
-                for j in range(hi - lo):
-                    if t < len_[j]:
-                        hy[j], hz[j], hy_lost[j], hz_lost[j] = _step_forward(
-                            x_t[j], w_[j], s_[j], alpha, hy[j], hz[j], hy_lost[j], hz_lost[j])
-                        y_t[j] = hy[j]
-                    else:
-                        y_t[j] = 0.0
-            if (t + 1) % ckpt_every == 0 or t == n_steps - 1:
-                states[t // ckpt_every, 0, lo:hi] = hy
-                states[t // ckpt_every, 1, lo:hi] = hz
+                else:
+                    y_t[j] = 0.0
+            _save_state(states, t, n_steps, ckpt_every, lo, hy, hz)
 
 
 @_jit
@@ -174,26 +185,28 @@ def _backward(x, w, s, alpha, ckpt_every, tile, lengths, states, grad_y, grad_fi
         gw, gs = np.zeros(hi - lo, x.dtype), np.zeros(hi - lo, x.dtype)   # per-column dL/dw, dL/ds
         # below this step every column of the tile runs and restarts only at chunk ends
         every_column_runs = min(len_.min(), n_steps) - 1
-        for t in range(n_steps - 1, -1, -1):
+        # first the steps where a column may restart at its own last step or be past its length
+        for t in range(n_steps - 1, max(every_column_runs, 0) - 1, -1):
             x_t, gy_t, gx_t = x[t, lo:hi], grad_y[t, lo:hi], grad_x[t, lo:hi]
             chunk = t // ckpt_every
-            if t < every_column_runs:
-                if (t + 1) % ckpt_every == 0:
-                    hy[:] = states[chunk, 0, lo:hi]
-                    hz[:] = states[chunk, 1, lo:hi]
-                for j in range(hi - lo):
-                    hy[j], hz[j], ay[j], az[j], gw[j], gs[j], gx_t[j] = _step_backward(
-                        x_t[j], gy_t[j], w_[j], s_[j], alpha, hy[j], hz[j], ay[j], az[j], gw[j], gs[j])
-            else:  # a column restarts at its own last step; past its length nothing flows back
-                for j in range(hi - lo):
-                    if t >= len_[j]:
-                        gx_t[j] = 0.0
-                        continue
-                    if (t + 1) % ckpt_every == 0 or t == len_[j] - 1:
-                        hy[j] = states[chunk, 0, lo + j]
-                        hz[j] = states[chunk, 1, lo + j]
-                    hy[j], hz[j], ay[j], az[j], gw[j], gs[j], gx_t[j] = _step_backward(
-                        x_t[j], gy_t[j], w_[j], s_[j], alpha, hy[j], hz[j], ay[j], az[j], gw[j], gs[j])
+            for j in range(hi - lo):
+                if t >= len_[j]:  # past its length nothing flows back
+                    gx_t[j] = 0.0
+                    continue
+                if (t + 1) % ckpt_every == 0 or t == len_[j] - 1:
+                    hy[j] = states[chunk, 0, lo + j]
+                    hz[j] = states[chunk, 1, lo + j]
+                hy[j], hz[j], ay[j], az[j], gw[j], gs[j], gx_t[j] = _step_backward(
+                    x_t[j], gy_t[j], w_[j], s_[j], alpha, hy[j], hz[j], ay[j], az[j], gw[j], gs[j])
+        # then the common loop, which tests no lengths
+        for t in range(every_column_runs - 1, -1, -1):
+            x_t, gy_t, gx_t = x[t, lo:hi], grad_y[t, lo:hi], grad_x[t, lo:hi]
+            if (t + 1) % ckpt_every == 0:
+                hy[:] = states[t // ckpt_every, 0, lo:hi]
+                hz[:] = states[t // ckpt_every, 1, lo:hi]
+            for j in range(hi - lo):
+                hy[j], hz[j], ay[j], az[j], gw[j], gs[j], gx_t[j] = _step_backward(
+                    x_t[j], gy_t[j], w_[j], s_[j], alpha, hy[j], hz[j], ay[j], az[j], gw[j], gs[j])
         grad_w_cols[lo:hi] = gw
         grad_s_cols[lo:hi] = gs
         grad_initial[0, lo:hi] = ay

