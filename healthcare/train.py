@@ -52,10 +52,9 @@ def main(argv=None, on_epoch=None):
     batches = data.make_batches(splits, device, args.batch, args.test_batch, args.seed)
     model = build_model(args).to(device)
     mse = torch.nn.MSELoss()
-    return training.fit(
+    return EXPERIMENT.fit(
         args, model, batches["train"], lambda out, target: mse(out.reshape(-1), target),
-        lambda split: evaluate_rmse(model, batches[split]), EXPERIMENT.task(args.task),
-        lr_milestones=EXPERIMENT.lr_drops(args), on_epoch=on_epoch)
+        lambda split: evaluate_rmse(model, batches[split]), on_epoch=on_epoch)
 
 
 EXPERIMENT = Experiment(name="healthcare", tasks=TASKS, task_flag="--name", build_parser=build_parser,

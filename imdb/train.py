@@ -50,10 +50,9 @@ def main(argv=None, on_epoch=None):
     embeddings = data.embedding_matrix(corpus["vocab"], glove_itos, glove_vectors)
     batches = data.make_batches(corpus, device, args.batch, args.test_batch, args.seed)
     model = build_model(args, embeddings).to(device)
-    return training.fit(
+    return EXPERIMENT.fit(
         args, model, batches["train"], torch.nn.BCEWithLogitsLoss(),
-        lambda split: evaluate_accuracy(model, batches[split]), EXPERIMENT.task(args.task),
-        lr_milestones=EXPERIMENT.lr_drops(args), on_epoch=on_epoch,
+        lambda split: evaluate_accuracy(model, batches[split]), on_epoch=on_epoch,
         suspects=("--lr", "--dt", "--alpha", "--emb-dropout"))
 
 

@@ -52,10 +52,9 @@ def main(argv=None, on_epoch=None):
     seed_everything(args.seed)
     batches = data.make_batches(splits, permutation, device, args.batch, args.test_batch, args.seed)
     model = build_model(args).to(device)
-    return training.fit(
+    return EXPERIMENT.fit(
         args, model, batches["train"], torch.nn.CrossEntropyLoss(),
-        lambda split: evaluate_accuracy(model, batches[split]), EXPERIMENT.task(args.task),
-        lr_milestones=EXPERIMENT.lr_drops(args), on_epoch=on_epoch)
+        lambda split: evaluate_accuracy(model, batches[split]), on_epoch=on_epoch)
 
 
 EXPERIMENT = Experiment(

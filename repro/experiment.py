@@ -11,7 +11,7 @@ import dataclasses
 import sys
 from typing import Callable
 
-from . import cli, references
+from . import cli, references, training
 from .metrics import Metric
 
 
@@ -88,6 +88,12 @@ class Experiment:
         """The arguments of a run that starts now: ``argv`` parsed and its run folder made."""
         parser, args = self.parse_args(argv)
         return cli.claim_run_folder(parser, args)
+
+    def fit(self, args, model, train_batches, loss_fn, evaluate, on_epoch=None, **options):
+        """``training.fit`` for a run of this experiment started by ``start_run``: the task that
+        ``args`` chose and the lr drops its flags give."""
+        return training.fit(args, model, train_batches, loss_fn, evaluate, self.task(args.task),
+                            lr_milestones=self.lr_drops(args), on_epoch=on_epoch, **options)
 
     def paper_defaults(self, task):
         """The arguments a run of ``task`` gets with no flags: the paper's set-up."""
