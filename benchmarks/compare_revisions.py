@@ -29,12 +29,9 @@ BASE_PACKAGE = "unicornn_base"
 CHILD = r"""
 import json, statistics, sys, time, torch
 n, batch, hidden, repeats = map(int, sys.argv[1:5])
-if sys.argv[5]:  # this tree's repro/cpu_memory.py (train.py's CPU memory setting), for both trees alike
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("cpu_memory", sys.argv[5])
-    cpu_memory = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cpu_memory)
-    assert cpu_memory.reuse_freed_memory()
+if sys.argv[5] == "reuse":  # train.py's CPU memory setting, for both trees alike
+    from repro.cpu_memory import reuse_freed_memory
+    assert reuse_freed_memory()
 sys.path.insert(0, sys.argv[6])
 import unicornn, unicornn_base
 g = torch.Generator().manual_seed(0)
@@ -67,16 +64,16 @@ def base_package(tree, folder):
     ``unicornn_base`` namespace (the package imports itself relatively); returns ``folder``."""
     target = pathlib.Path(folder) / BASE_PACKAGE
     for source in (tree / "unicornn").rglob("*.py"):
-        text = source.read_text().replace('"unicornn::', f'"{BASE_PACKAGE}::')
-        (target / source.relative_to(tree / "unicornn")).parent.mkdir(parents=True, exist_ok=True)
-        (target / source.relative_to(tree / "unicornn")).write_text(text)
+        copy = target / source.relative_to(tree / "unicornn")
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(source.read_text().replace('"unicornn::', f'"{BASE_PACKAGE}::'))
     return pathlib.Path(folder)
 
 
 def measure(packages, size, repeats, reuse_freed_memory=False):
     """One round: {"base": ms, "this": ms}, medians of interleaved calls in one fresh process."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    memory_setting = str(ROOT / "repro" / "cpu_memory.py") if reuse_freed_memory else ""
+    memory_setting = "reuse" if reuse_freed_memory else "default"
     done = subprocess.run([sys.executable, "-c", CHILD, *map(str, size), str(repeats), memory_setting, str(packages)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
